@@ -1,0 +1,161 @@
+"""A minimal, dependency-free reader for the parts of a .tflite file the kit needs.
+
+The runtime must explain load failures (which op, which version) and read the
+converter's manifest on boards that have neither TensorFlow nor the
+`flatbuffers` package, so this reads the TFLite schema's `Model` table by hand:
+operator codes and named metadata buffers. Nothing else of the graph is parsed.
+
+Field numbers follow tensorflow/lite/schema/schema.fbs:
+Model{version:0, operator_codes:1, subgraphs:2, description:3, buffers:4,
+metadata_buffer:5, metadata:6, signature_defs:7},
+OperatorCode{deprecated_builtin_code:0, custom_code:1, version:2, builtin_code:3},
+Buffer{data:0, offset:1, size:2}, Metadata{name:0, buffer:1}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from typing import Optional
+
+from device_runtime._builtin_ops import BUILTIN_OPERATOR_NAMES
+from device_runtime.errors import ModelLoadError
+
+FILE_IDENTIFIER = b"TFL3"
+CUSTOM_OPERATOR_CODE = 32  # BuiltinOperator.CUSTOM
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorCode:
+    """One entry of the model's operator table."""
+
+    name: str  # builtin name such as "FULLY_CONNECTED", or the custom code
+    version: int
+    is_custom: bool
+
+    @property
+    def is_flex(self) -> bool:
+        """True for TensorFlow ops run through the Flex delegate (SELECT_TF_OPS)."""
+        return self.is_custom and self.name.startswith("Flex")
+
+
+@dataclasses.dataclass(frozen=True)
+class FlatbufferModel:
+    """What the kit reads from a .tflite: schema version, operators and metadata."""
+
+    schema_version: int
+    operator_codes: tuple[OperatorCode, ...]
+    metadata: dict[str, bytes]
+
+
+class _Reader:
+    """Bounds-checked access to flatbuffer tables, vectors and strings."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def _unpack(self, fmt: str, pos: int):
+        size = struct.calcsize(fmt)
+        if pos < 0 or pos + size > len(self.data):
+            raise ModelLoadError(f"offset {pos} is outside the file ({len(self.data)} bytes)")
+        return struct.unpack_from(fmt, self.data, pos)[0]
+
+    def field_position(self, table: int, field: int) -> Optional[int]:
+        vtable = table - self._unpack("<i", table)
+        vtable_size = self._unpack("<H", vtable)
+        entry = 4 + 2 * field
+        if entry >= vtable_size:
+            return None
+        offset = self._unpack("<H", vtable + entry)
+        return table + offset if offset else None
+
+    def scalar(self, table: int, field: int, fmt: str, default: int) -> int:
+        pos = self.field_position(table, field)
+        return default if pos is None else self._unpack(fmt, pos)
+
+    def indirect(self, table: int, field: int) -> Optional[int]:
+        pos = self.field_position(table, field)
+        return None if pos is None else pos + self._unpack("<I", pos)
+
+    def vector(self, table: int, field: int) -> tuple[int, int]:
+        """Returns (position of the first element, length); (0, 0) when absent."""
+        pos = self.indirect(table, field)
+        if pos is None:
+            return 0, 0
+        return pos + 4, self._unpack("<I", pos)
+
+    def tables(self, table: int, field: int) -> list[int]:
+        start, length = self.vector(table, field)
+        return [start + 4 * i + self._unpack("<I", start + 4 * i) for i in range(length)]
+
+    def bytes_at(self, start: int, length: int) -> bytes:
+        if start < 0 or start + length > len(self.data):
+            raise ModelLoadError(f"a {length}-byte block at offset {start} is outside the file")
+        return bytes(self.data[start : start + length])
+
+    def string(self, table: int, field: int) -> Optional[str]:
+        pos = self.indirect(table, field)
+        if pos is None:
+            return None
+        return self.bytes_at(pos + 4, self._unpack("<I", pos)).decode("utf-8", errors="replace")
+
+
+def read_flatbuffer(data: bytes, source: str = "model") -> FlatbufferModel:
+    """Parses the operator table and the named metadata of a .tflite file.
+
+    Args:
+        data: the whole file's bytes.
+        source: how to name the file in error messages.
+
+    Raises:
+        ModelLoadError: the bytes are not a TFLite flatbuffer or are truncated.
+    """
+    if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
+        raise ModelLoadError(
+            f"{source} is not a TFLite flatbuffer (no 'TFL3' identifier); "
+            "pass the .tflite file written by `python -m convert`"
+        )
+    reader = _Reader(data)
+    try:
+        root = reader._unpack("<I", 0)
+        operators = []
+        for code_table in reader.tables(root, 1):
+            deprecated = reader.scalar(code_table, 0, "<b", 0)
+            builtin = max(deprecated, reader.scalar(code_table, 3, "<i", 0))
+            version = reader.scalar(code_table, 2, "<i", 1)
+            if builtin == CUSTOM_OPERATOR_CODE:
+                name = reader.string(code_table, 1) or "CUSTOM"
+                operators.append(OperatorCode(name=name, version=version, is_custom=True))
+            else:
+                name = BUILTIN_OPERATOR_NAMES.get(builtin, f"BUILTIN_{builtin}")
+                operators.append(OperatorCode(name=name, version=version, is_custom=False))
+
+        buffers = reader.tables(root, 4)
+        metadata = {}
+        for entry in reader.tables(root, 6):
+            name = reader.string(entry, 0) or ""
+            index = reader.scalar(entry, 1, "<I", 0)
+            if index >= len(buffers):
+                raise ModelLoadError(f"metadata {name!r} points at buffer {index}, which does not exist")
+            metadata[name] = _buffer_bytes(reader, buffers[index])
+        return FlatbufferModel(
+            schema_version=reader.scalar(root, 0, "<I", 0),
+            operator_codes=tuple(operators),
+            metadata=metadata,
+        )
+    except ModelLoadError as error:
+        raise ModelLoadError(
+            f"{source} is truncated or corrupt ({error}); convert the model again"
+        ) from None
+
+
+def _buffer_bytes(reader: _Reader, buffer: int) -> bytes:
+    start, length = reader.vector(buffer, 0)
+    if length:
+        return reader.bytes_at(start, length)
+    # Models over 2 GB keep buffers after the flatbuffer, addressed by offset/size.
+    offset = reader.scalar(buffer, 1, "<Q", 0)
+    size = reader.scalar(buffer, 2, "<Q", 0)
+    if offset > 1:
+        return reader.bytes_at(offset, size)
+    return b""

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Task runner for the ranking kit. Needs only bash, Python 3.10+ and pip.
+#
+#   ./kit.sh demo   set up .venv, then train -> convert -> validate -> rank -> benchmark
+#   ./kit.sh test   set up .venv and .venv-device, then run the whole test suite
+#   ./kit.sh setup  only create or update the environments
+#
+# Environment variables: PYTHON (interpreter for .venv, default python3),
+# DEVICE_PYTHON (interpreter for .venv-device; default: the first of python3.11,
+# python3.10 that exists, since tflite-runtime has no wheels for newer Pythons),
+# ARTIFACTS (where demo writes, default ./artifacts).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+MAIN_VENV="$ROOT/.venv"
+DEVICE_VENV="$ROOT/.venv-device"
+ARTIFACTS="${ARTIFACTS:-$ROOT/artifacts}"
+RECBOLE="recbole==1.2.1"   # offline MovieLens 100K carrier, installed without dependencies
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'kit.sh: error: %s\n' "$*" >&2; exit 2; }
+
+pick_python() {
+    local candidate="${PYTHON:-python3}"
+    command -v "$candidate" >/dev/null 2>&1 || die "$candidate not found; install Python 3.10+ or set PYTHON=/path/to/python3"
+    "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+        || die "$candidate is older than Python 3.10; set PYTHON to a newer interpreter"
+    "$candidate" -c 'import venv, ensurepip' 2>/dev/null \
+        || die "$candidate cannot create virtual environments; install its venv module (Debian: apt-get install python3-venv)"
+    echo "$candidate"
+}
+
+pick_device_python() {
+    local candidate
+    for candidate in ${DEVICE_PYTHON:-} python3.11 python3.10; do
+        if command -v "$candidate" >/dev/null 2>&1 \
+            && "$candidate" -c 'import sys, venv, ensurepip; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 11))' 2>/dev/null; then
+            echo "$candidate"; return 0
+        fi
+    done
+    return 1
+}
+
+# Re-install only when the dependency declarations change.
+stamp_of() { cat pyproject.toml kit.sh | "$1" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'; }
+
+setup_main() {
+    local python; python="$(pick_python)"
+    local stamp; stamp="$(stamp_of "$python")"
+    if [[ -f "$MAIN_VENV/.kit-stamp" && "$(cat "$MAIN_VENV/.kit-stamp")" == "$stamp" ]]; then return 0; fi
+    say "creating the main environment in .venv (TensorFlow, TFRS, LiteRT; about a minute)"
+    rm -rf "$MAIN_VENV"
+    "$python" -m venv "$MAIN_VENV"
+    "$MAIN_VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$MAIN_VENV/bin/python" -m pip install --quiet -e ".[train,device,bench,dev]"
+    "$MAIN_VENV/bin/python" -m pip install --quiet --no-deps "$RECBOLE"
+    echo "$stamp" > "$MAIN_VENV/.kit-stamp"
+}
+
+setup_device() {
+    local python
+    if ! python="$(pick_device_python)"; then
+        die "no Python 3.10 or 3.11 found for the device environment (tflite-runtime has no wheels for newer Pythons); install python3.11 or set DEVICE_PYTHON"
+    fi
+    local stamp; stamp="$(stamp_of "$python")"
+    if [[ -f "$DEVICE_VENV/.kit-stamp" && "$(cat "$DEVICE_VENV/.kit-stamp")" == "$stamp" ]]; then return 0; fi
+    say "creating the device environment in .venv-device (numpy<2 + tflite-runtime, no TensorFlow)"
+    rm -rf "$DEVICE_VENV"
+    "$python" -m venv "$DEVICE_VENV"
+    "$DEVICE_VENV/bin/python" -m pip install --quiet --upgrade pip
+    # The base install only (numpy), one interpreter, and the test tools.
+    "$DEVICE_VENV/bin/python" -m pip install --quiet . "tflite-runtime==2.14.0" "numpy<2" "pytest>=8" "hypothesis>=6.100"
+    echo "$stamp" > "$DEVICE_VENV/.kit-stamp"
+}
+
+run_demo() {
+    setup_main
+    local py="$MAIN_VENV/bin/python"
+    mkdir -p "$ARTIFACTS"
+    say "1/1 training the default model on the offline MovieLens 100K copy"
+    "$py" -m train --out "$ARTIFACTS/model"
+    say "done: $ARTIFACTS/model"
+}
+
+run_tests() {
+    setup_main
+    setup_device
+    local work; work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    say "main environment: the whole suite (TensorFlow, LiteRT)"
+    "$MAIN_VENV/bin/python" -m pytest -q
+}
+
+case "${1:-}" in
+    demo) run_demo ;;
+    test) run_tests ;;
+    setup) setup_main; setup_device ;;
+    *) echo "usage: ./kit.sh demo | test | setup" >&2; exit 2 ;;
+esac
