@@ -88,8 +88,13 @@ run_tests() {
     setup_device
     local work; work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
+    say "building the device-runtime test models in the main environment"
+    "$MAIN_VENV/bin/python" -m tests.device_runtime.make_fixtures "$work/device-fixtures"
     say "main environment: the whole suite (TensorFlow, LiteRT)"
-    "$MAIN_VENV/bin/python" -m pytest -q
+    KIT_DEVICE_FIXTURES="$work/device-fixtures" "$MAIN_VENV/bin/python" -m pytest -q
+    say "device environment: the runtime's tests without TensorFlow (tflite-runtime, numpy<2)"
+    KIT_DEVICE_ENV=1 KIT_DEVICE_FIXTURES="$work/device-fixtures" \
+        "$DEVICE_VENV/bin/python" -m pytest -q tests/device_runtime -m "not tensorflow"
 }
 
 case "${1:-}" in

@@ -137,7 +137,8 @@ def resolve_signature(
     wanted = {user_name, item_name}
     if set(by_name) != wanted:
         hint = (
-            "pass the names with --user-input NAME --item-input NAME"
+            "pass the names with user_input=NAME, item_input=NAME "
+            "(--user-input NAME --item-input NAME on the command line)"
             if user_input is None and item_input is None
             else "check the names given for the user and item inputs"
         )

@@ -1,0 +1,198 @@
+"""Command line: rank movies for a user, or describe a model.
+
+    python -m device_runtime rank --model M --user 42 (--candidate T ... | --candidates-file F | --all)
+                                  [--top-k 10] [--json]
+    python -m device_runtime info --model M [--json]
+
+Expected mistakes (missing file, wrong model, bad id, ...) print one line to
+stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from device_runtime.backends import Backend
+from device_runtime.errors import DeviceRuntimeError
+from device_runtime.ranker import Ranker, RankerInfo
+
+EXIT_USAGE = 2
+DEFAULT_TOP_K = 10
+
+
+class _UsageError(Exception):
+    """A mistake in the command line's own inputs (e.g. an empty candidates file)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m device_runtime", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_model_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--model", required=True, type=Path, help="the .tflite file")
+        sub.add_argument(
+            "--backend",
+            default=Backend.AUTO.value,
+            choices=[b.value for b in Backend],
+            help="interpreter package (default: auto = ai_edge_litert, then tflite_runtime, then tensorflow)",
+        )
+        sub.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the backend's)")
+        sub.add_argument("--user-input", default=None, help="signature input holding user ids, if not user_id")
+        sub.add_argument("--item-input", default=None, help="signature input holding movie titles, if not movie_title")
+        sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+        sub.add_argument("-v", "--verbose", action="store_true", help="log what the runtime does")
+
+    rank = commands.add_parser("rank", help="rank candidate movies for one user")
+    add_model_options(rank)
+    rank.add_argument("--user", required=True, help="the user id, e.g. 42")
+    source = rank.add_mutually_exclusive_group(required=True)
+    source.add_argument("--candidate", action="append", metavar="TITLE", help="a candidate title (repeatable)")
+    source.add_argument("--candidates-file", type=Path, metavar="FILE", help="one title per line, UTF-8 ('-' = stdin)")
+    source.add_argument("--all", action="store_true", help="every movie in the model's vocabulary")
+    rank.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help=f"how many to show (default {DEFAULT_TOP_K})")
+    rank.add_argument("--strict", action="store_true", help="refuse ids the model was not trained on")
+
+    info = commands.add_parser("info", help="show the backend, signature, manifest and size of a model")
+    add_model_options(info)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        ranker = Ranker(
+            args.model,
+            num_threads=args.threads,
+            backend=args.backend,
+            strict=getattr(args, "strict", False),
+            user_input=args.user_input,
+            item_input=args.item_input,
+        )
+        if args.command == "info":
+            _print_info(ranker.info(), args.json)
+        else:
+            _rank(ranker, args)
+    except (DeviceRuntimeError, _UsageError, TypeError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def _candidates(ranker: Ranker, args) -> list[str]:
+    if args.candidate:
+        return args.candidate
+    if args.all:
+        manifest = ranker.manifest
+        if manifest is None or manifest.movies is None:
+            raise _UsageError(
+                f"{args.model} carries no movie vocabulary, so --all has nothing to rank; "
+                "pass --candidate or --candidates-file, or convert the model with `python -m convert`"
+            )
+        return list(manifest.movies)
+    path = args.candidates_file
+    try:
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+        text = raw.decode("utf-8")
+    except FileNotFoundError:
+        raise _UsageError(f"candidates file {path} does not exist; pass a file with one title per line") from None
+    except IsADirectoryError:
+        raise _UsageError(f"candidates file {path} is a folder; pass a file with one title per line") from None
+    except OSError as error:
+        raise _UsageError(f"cannot read candidates file {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise _UsageError(f"candidates file {path} is not UTF-8 text; save it as UTF-8") from None
+    titles = [line for line in text.splitlines() if line.strip()]
+    if not titles:
+        raise _UsageError(f"candidates file {path} has no titles; write one title per line")
+    return titles
+
+
+def _rank(ranker: Ranker, args) -> None:
+    if args.top_k < 1:
+        raise _UsageError(f"--top-k must be at least 1, got {args.top_k}")
+    candidates = _candidates(ranker, args)
+    ranked = ranker.rank(args.user, candidates, k=args.top_k)
+    vocabularies = ranker.has_vocabularies
+    user_known = ranker.is_known_user(args.user) if vocabularies else None
+    info = ranker.info()
+    if args.json:
+        results = [
+            {
+                "rank": position,
+                "movie_title": title,
+                "score": score,
+                "known": ranker.is_known_movie(title) if vocabularies else None,
+            }
+            for position, (title, score) in enumerate(ranked, start=1)
+        ]
+        report = {
+            "user_id": args.user,
+            "user_known": user_known,
+            "candidates": len(candidates),
+            "backend": info.backend,
+            "backend_version": info.backend_version,
+            "results": results,
+        }
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    print(
+        f"top {len(ranked)} of {len(candidates)} candidates for user {args.user} "
+        f"({info.backend} {info.backend_version})"
+    )
+    if user_known is False:
+        print(f"note: user {args.user!r} is not in the model's vocabulary; its scores come from the unknown-user row")
+    width = max(len(f"{score:.4f}") for _, score in ranked) if ranked else 6
+    print(f"{'rank':>4}  {'score':>{width}}  movie")
+    for position, (title, score) in enumerate(ranked, start=1):
+        mark = "  (unknown to the model)" if vocabularies and not ranker.is_known_movie(title) else ""
+        print(f"{position:>4}  {score:>{width}.4f}  {title}{mark}")
+
+
+def _print_info(info: RankerInfo, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(info.to_dict(), ensure_ascii=False, indent=2))
+        return
+    signature = info.signature
+    delegates = info.delegates
+    if info.delegate_fallback:
+        delegates += f" (default delegates failed: {info.delegate_fallback})"
+    rows = [
+        ("model", f"{info.model_path} ({info.model_size_bytes:,} bytes)"),
+        ("backend", f"{info.backend} {info.backend_version} (numpy {info.numpy_version})"),
+        ("delegates", delegates),
+        ("threads", "backend default" if info.num_threads is None else str(info.num_threads)),
+        (
+            "signature",
+            f"{signature.signature_key}: {signature.user_input}, {signature.item_input} -> "
+            f"{signature.output} {list(signature.output_shape)}",
+        ),
+        ("operators", ", ".join(info.operators)),
+        ("max batch", str(info.max_batch)),
+    ]
+    manifest = info.manifest
+    if manifest is None:
+        rows.append(("manifest", "none (not converted by the kit; known ids cannot be checked)"))
+    else:
+        metrics = manifest.get("training_metrics") or {}
+        rows += [
+            ("manifest", f"{manifest['model_name']}, created {manifest['created_at']}"),
+            ("quantization", str(manifest["quantization"])),
+            ("converted by", f"TensorFlow {manifest['tensorflow_version']}"),
+            ("vocabularies", f"{manifest['users']} users, {manifest['movies']} movies"),
+        ]
+        if metrics.get("test_rmse") is not None:
+            rows.append(("test RMSE", str(metrics["test_rmse"])))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name + ':':<{width + 1}} {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""`python -m device_runtime`: ranked output, info, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device_runtime.__main__ import main
+from tests.device_runtime import make_fixtures as mf
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def expected_ranking(expected_scores, user: str, titles) -> list[tuple[str, float]]:
+    users, movies = mf.probe_pairs()
+    score_of = {m: np.float32(s) for u, m, s in zip(users, movies, expected_scores[mf.KIT]) if u == user}
+    return sorted(((t, float(score_of[t])) for t in titles), key=lambda pair: -pair[1])
+
+
+def test_rank_json(capsys, kit_path, expected_scores, backend_name):
+    titles = list(mf.PROBE_MOVIES)
+    args = ["rank", "--model", kit_path, "--user", "42", "--top-k", "4", "--json"]
+    for title in titles:
+        args += ["--candidate", title]
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["user_id"] == "42" and report["user_known"] is True
+    assert report["candidates"] == len(titles) and report["backend"] == backend_name
+    expected = expected_ranking(expected_scores, "42", titles)[:4]
+    assert [(r["movie_title"], r["score"]) for r in report["results"]] == expected
+    assert [r["rank"] for r in report["results"]] == [1, 2, 3, 4]
+    assert [r["known"] for r in report["results"]] == [t in mf.MOVIES for t, _ in expected]
+
+
+def test_rank_table_marks_unknown_ids(capsys, kit_path):
+    code, out, _ = run(
+        capsys,
+        "rank",
+        "--model",
+        kit_path,
+        "--user",
+        "stranger",
+        "--candidate",
+        "Speed (1994)",
+        "--candidate",
+        "Nope (2099)",
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("top 2 of 2 candidates for user stranger")
+    assert "not in the model's vocabulary" in lines[1]
+    assert lines[2].split() == ["rank", "score", "movie"]
+    rows = [line for line in lines[3:]]
+    assert len(rows) == 2
+    assert sum("(unknown to the model)" in row for row in rows) == 1
+    assert any(row.rstrip().endswith("Nope (2099)  (unknown to the model)") for row in rows)
+
+
+def test_rank_all_movies_for_user_42(capsys, kit_path):
+    code, out, _ = run(capsys, "rank", "--model", kit_path, "--user", "42", "--all", "--top-k", "100", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["candidates"] == len(mf.MOVIES)
+    assert sorted(r["movie_title"] for r in report["results"]) == sorted(mf.MOVIES)
+    scores = [r["score"] for r in report["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_rank_from_a_candidates_file(capsys, kit_path, tmp_path):
+    path = tmp_path / "candidates.txt"
+    path.write_text("Amélie (2001)\n\n千と千尋の神隠し (2001)\r\nSpeed (1994)\n", encoding="utf-8")
+    code, out, _ = run(capsys, "rank", "--model", kit_path, "--user", "42", "--candidates-file", path, "--json")
+    assert code == 0
+    assert sorted(r["movie_title"] for r in json.loads(out)["results"]) == sorted(
+        ["Amélie (2001)", "千と千尋の神隠し (2001)", "Speed (1994)"]
+    )
+
+
+def test_info_human_and_json(capsys, kit_path, backend_name):
+    code, out, _ = run(capsys, "info", "--model", kit_path)
+    assert code == 0
+    assert f"backend:      {backend_name}" in out
+    assert "signature:    serving_default: user_id, movie_title -> rating [-1]" in out
+    assert f"vocabularies: {len(mf.USERS)} users, {len(mf.MOVIES)} movies" in out
+    assert f"({kit_path.stat().st_size:,} bytes)" in out
+    code, out, _ = run(capsys, "info", "--model", kit_path, "--json", "--threads", "2")
+    info = json.loads(out)
+    assert info["backend"] == backend_name and info["num_threads"] == 2
+    assert info["manifest"]["model_name"] == "device-runtime-fixture"
+
+
+def test_info_of_a_tutorial_export(capsys, fixtures_dir):
+    code, out, _ = run(capsys, "info", "--model", fixtures_dir / mf.TUTORIAL)
+    assert code == 0
+    assert "-> output_1 [-1, 1]" in out
+    assert "manifest:  none" in out
+
+
+def error_cases(fixtures_dir: Path, tmp_path: Path):
+    kit = fixtures_dir / mf.KIT
+    (tmp_path / "empty.txt").write_text("\n \n", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("Amélie".encode("latin-1"))
+    return [
+        (["rank", "--model", tmp_path / "missing.tflite", "--user", "42", "--all"], "does not exist"),
+        (["info", "--model", fixtures_dir / mf.REFERENCE], "is not a TFLite flatbuffer"),
+        (["info", "--model", fixtures_dir / mf.BAD_MANIFEST], "the embedded manifest is malformed"),
+        (
+            ["rank", "--model", fixtures_dir / mf.TUTORIAL, "--user", "42", "--all"],
+            "carries no movie vocabulary, so --all",
+        ),
+        (
+            ["rank", "--model", fixtures_dir / mf.WRONG_SIGNATURE, "--user", "42", "--all"],
+            "must have exactly the inputs",
+        ),
+        (["rank", "--model", fixtures_dir / mf.RENAMED, "--user", "42", "--candidate", "x"], "--user-input NAME"),
+        (["rank", "--model", kit, "--user", "42", "--candidates-file", tmp_path / "none.txt"], "does not exist"),
+        (["rank", "--model", kit, "--user", "42", "--candidates-file", tmp_path / "empty.txt"], "has no titles"),
+        (["rank", "--model", kit, "--user", "42", "--candidates-file", tmp_path / "latin1.txt"], "is not UTF-8 text"),
+        (["rank", "--model", kit, "--user", "nobody", "--all", "--strict"], "unknown user ids (1 of 1): 'nobody'"),
+        (["rank", "--model", kit, "--user", "", "--all"], "user_id is empty"),
+        (["rank", "--model", kit, "--user", "42", "--all", "--top-k", "0"], "--top-k must be at least 1"),
+        (["rank", "--model", kit, "--user", "42", "--all", "--threads", "0"], "num_threads must be a positive integer"),
+        (["rank", "--model", tmp_path, "--user", "42", "--all"], "is a folder"),
+    ]
+
+
+def test_expected_mistakes_give_one_line_and_exit_2(capsys, fixtures_dir, tmp_path):
+    for argv, message in error_cases(fixtures_dir, tmp_path):
+        code, out, err = run(capsys, *argv)
+        assert code == 2, argv
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and message in lines[0], (argv, err)
+        assert "Traceback" not in err and out == ""
+
+
+def test_argument_mistakes_exit_2(capsys, kit_path):
+    for argv in (
+        ["rank", "--model", kit_path, "--user", "42"],
+        ["info"],
+        ["rank", "--model", kit_path, "--user", "1", "--all", "--backend", "onnx"],
+    ):
+        with pytest.raises(SystemExit) as caught:
+            main([str(a) for a in argv])
+        assert caught.value.code == 2
+    capsys.readouterr()
+
+
+def test_module_entry_point(kit_path, tmp_path):
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "device_runtime",
+            "rank",
+            "--model",
+            str(kit_path),
+            "--user",
+            "42",
+            "--all",
+            "--top-k",
+            "3",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert len(ok.stdout.splitlines()) == 2 + 3
+    failed = subprocess.run(
+        [sys.executable, "-m", "device_runtime", "info", "--model", str(tmp_path / "missing.tflite")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert failed.returncode == 2
+    assert failed.stdout == ""
+    assert failed.stderr.strip().splitlines() == [
+        f"error: model file {tmp_path / 'missing.tflite'} does not exist; "
+        "pass the .tflite written by `python -m convert`"
+    ]
