@@ -32,7 +32,7 @@ def tutorial_style_saved_model(path: Path, rows: int = TINY_TRAIN_ROWS) -> Path:
     """
     from train.config import preset_config
     from train.data import load_ratings, split_ratings
-    from train.model import fit_model
+    from train.model import fit_model, in_memory_training_data
 
     import tensorflow as tf
 
@@ -40,7 +40,7 @@ def tutorial_style_saved_model(path: Path, rows: int = TINY_TRAIN_ROWS) -> Path:
     train_rows, _ = split_ratings(ratings)
     train_rows = train_rows.take(np.arange(rows))
     config = dataclasses.replace(preset_config("tutorial", epochs=1), batch_size=256)
-    trained = fit_model(train_rows, list(ratings.unique_users()), list(ratings.unique_movies()), config)
+    trained = fit_model(in_memory_training_data(train_rows, config), list(ratings.unique_users()), list(ratings.unique_movies()), config)
     # The tutorial calls the model once on a dict before saving.
     trained.model({"user_id": np.array(["42"]), "movie_title": np.array(["Speed (1994)"])})
     tf.saved_model.save(trained.model, str(path))

@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from train.errors import OutputError
 
@@ -69,6 +71,15 @@ def check_output_folder(out_dir: Path) -> None:
             )
 
 
+def make_staging_folder(out_dir: Path) -> Path:
+    """A new hidden folder beside `out_dir`, with the permissions a plain mkdir would give."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)
+    return staging
+
+
 def publish_atomically(out_dir: Path, build: Callable[[Path], None]) -> None:
     """Builds the output in a temporary folder beside `out_dir`, then renames it.
 
@@ -79,7 +90,7 @@ def publish_atomically(out_dir: Path, build: Callable[[Path], None]) -> None:
     out_dir = Path(out_dir)
     check_output_folder(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    staging = make_staging_folder(out_dir)
     try:
         build(staging)
         if out_dir.exists():
@@ -91,4 +102,50 @@ def publish_atomically(out_dir: Path, build: Callable[[Path], None]) -> None:
             os.replace(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: Path) -> Iterator[None]:
+    """Holds an exclusive lock on `out_dir` for one run; a second run fails at once.
+
+    The lock is an flock on a hidden file beside the folder, so it is released
+    by the operating system even when the holder is killed.
+
+    Raises:
+        OutputError: another run holds the lock.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out_dir.parent / f".{out_dir.name}.lock"
+    handle = open(lock_path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise OutputError(
+                f"another `python -m train` run (pid {holder}) is writing --out {out_dir}; "
+                "wait for it to finish or choose another folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def write_json_atomically(path: Path, data: dict) -> None:
+    """Writes JSON to a temporary file beside `path`, then renames it over `path`."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(json.dumps(data, indent=2) + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -57,8 +58,12 @@ class MovielensModel(tfrs.models.Model):
     def __init__(self, users: Sequence[str], movies: Sequence[str], config: TrainConfig):
         super().__init__()
         self.ranking_model = RankingModel(users, movies, config)
+        # Per-example losses, averaged below over the *global* batch: under a
+        # multi-worker strategy each replica sees a slice of the batch and the
+        # gradients are summed across replicas (TensorFlow's documented recipe).
+        # On one worker this is the tutorial's mean squared error.
         self.task = tfrs.tasks.Ranking(
-            loss=tf_keras.losses.MeanSquaredError(),
+            loss=tf_keras.losses.MeanSquaredError(reduction=tf_keras.losses.Reduction.NONE),
             metrics=[tf_keras.metrics.RootMeanSquaredError()],
         )
 
@@ -67,9 +72,31 @@ class MovielensModel(tfrs.models.Model):
         return self.ranking_model((inputs[USER_INPUT], inputs[ITEM_INPUT]))
 
     def compute_loss(self, features, training=False):
-        labels = features["user_rating"]
+        labels = tf.reshape(features["user_rating"], [-1, 1])  # [B, 1] like the predictions
         predictions = self({USER_INPUT: features[USER_INPUT], ITEM_INPUT: features[ITEM_INPUT]})
-        return self.task(labels=labels, predictions=predictions)
+        per_example = self.task(labels=labels, predictions=predictions)
+        return tf.nn.compute_average_loss(per_example)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """The batches a model is fitted on, however they are stored.
+
+    Attributes:
+        batches: training batches of `config.batch_size` rows (the *global*
+            batch under a multi-worker strategy), dicts of user_id,
+            movie_title and user_rating.
+        steps_per_epoch: batches per epoch when `batches` repeats forever
+            (streamed data), None to run through `batches` once per epoch.
+        validation: validation batches for early stopping, or None. They are
+            scored locally on each worker, so every worker stops at the same epoch.
+        train_rows: how many training rows one epoch covers.
+    """
+
+    batches: tf.data.Dataset
+    steps_per_epoch: Optional[int]
+    validation: Optional[tf.data.Dataset]
+    train_rows: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,75 +111,130 @@ class TrainedModel:
     fit_seconds: float
 
 
-def _dataset(rows: Ratings) -> tf.data.Dataset:
+VALIDATION_BATCH = 4096
+
+
+def rows_dataset(rows: Ratings) -> tf.data.Dataset:
+    """The rows as a dataset of dicts, the format every training path uses."""
     return tf.data.Dataset.from_tensor_slices(
         {USER_INPUT: rows.user_id, ITEM_INPUT: rows.movie_title, "user_rating": rows.user_rating}
     )
 
 
-class _EpochLog(tf_keras.callbacks.Callback):
-    """One log line per epoch (Keras' progress bar goes to stdout and is noisy)."""
+def in_memory_training_data(train_rows: Ratings, config: TrainConfig) -> TrainingData:
+    """Training batches from rows held in memory, exactly as the tutorial makes them.
 
-    def __init__(self, epochs: int):
+    With `config.validation_fraction > 0`, that share of the rows (chosen with
+    `config.seed`) is held out for early stopping.
+    """
+    fit_rows, validation_rows = carve_validation(train_rows, config)
+    validation = None
+    if validation_rows is not None:
+        validation = rows_dataset(validation_rows).batch(VALIDATION_BATCH).cache()
+    # The tutorial's pipeline: shuffle, batch, cache (so the order is drawn once).
+    batches = rows_dataset(fit_rows).shuffle(len(fit_rows), seed=config.seed).batch(config.batch_size).cache()
+    return TrainingData(batches, None, validation, len(fit_rows))
+
+
+def carve_validation(train_rows: Ratings, config: TrainConfig) -> tuple[Ratings, Optional[Ratings]]:
+    """Holds out `config.validation_fraction` of the training rows, chosen with `config.seed`."""
+    if config.validation_fraction <= 0:
+        return train_rows, None
+    order = np.random.default_rng(config.seed).permutation(len(train_rows))
+    held_out = int(round(len(train_rows) * config.validation_fraction))
+    return train_rows.take(order[held_out:]), train_rows.take(order[:held_out])
+
+
+class _EpochEnd(tf_keras.callbacks.Callback):
+    """Logs one line per epoch and stops early on validation RMSE, keeping the best weights.
+
+    Keras' own EarlyStopping reads `val_*` logs that `fit` computes with a
+    distributed evaluation; scoring the validation rows locally instead keeps
+    every worker's decision identical without another collective.
+    """
+
+    def __init__(self, epochs: int, validation: Optional[tf.data.Dataset], patience: int):
         super().__init__()
         self.epochs = epochs
+        self.validation = validation
+        self.patience = patience
         self.started = 0.0
+        self.curve: list[float] = []
+        self.best_weights = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        figures = f"train RMSE {logs.get('root_mean_squared_error', float('nan')):.4f}"
-        if "val_root_mean_squared_error" in logs:
-            figures += f", validation RMSE {logs['val_root_mean_squared_error']:.4f}"
+        figures = f"train RMSE {(logs or {}).get('root_mean_squared_error', float('nan')):.4f}"
+        if self.validation is not None:
+            score = dataset_rmse(self.model, self.validation)
+            if not self.curve or score < min(self.curve):
+                self.best_weights = self.model.get_weights()
+            self.curve.append(score)
+            figures += f", validation RMSE {score:.4f}"
+            if len(self.curve) - 1 - int(np.argmin(self.curve)) >= self.patience:
+                self.model.stop_training = True
         logger.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.epochs, figures, time.perf_counter() - self.started)
 
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
 
-def fit_model(train_rows: Ratings, users: Sequence[str], movies: Sequence[str], config: TrainConfig) -> TrainedModel:
-    """Builds and trains the ranking model on `train_rows`.
 
-    With `config.validation_fraction > 0`, that share of the training rows
-    (chosen with `config.seed`) is held out and training stops once validation
-    RMSE has not improved for `early_stopping_patience` epochs, restoring the
-    best weights. The test rows are never seen here.
+def dataset_rmse(model: MovielensModel, batches: tf.data.Dataset) -> float:
+    """RMSE of the model over batches of rows, accumulated in float64."""
+    squared, count = 0.0, 0
+    for batch in batches:
+        scores = model({USER_INPUT: batch[USER_INPUT], ITEM_INPUT: batch[ITEM_INPUT]}).numpy().reshape(-1)
+        error = scores.astype(np.float64) - batch["user_rating"].numpy().astype(np.float64)
+        squared += float(np.sum(error**2))
+        count += len(error)
+    return float(np.sqrt(squared / count)) if count else float("nan")
+
+
+def fit_model(
+    data: TrainingData,
+    users: Sequence[str],
+    movies: Sequence[str],
+    config: TrainConfig,
+    strategy: Optional[tf.distribute.Strategy] = None,
+) -> TrainedModel:
+    """Builds and trains the ranking model.
+
+    Args:
+        data: the training batches and optional validation rows (never the test rows).
+        users, movies: the vocabularies; unknown ids share one extra embedding row.
+        config: the preset.
+        strategy: a tf.distribute strategy (multi-worker training), or None.
+
+    Returns:
+        The fitted model; with validation data, the weights of the best epoch.
     """
     tf_keras.utils.set_random_seed(config.seed)
-    model = MovielensModel(users, movies, config)
-    if config.optimizer is Optimizer.ADAGRAD:
-        optimizer = tf_keras.optimizers.Adagrad(learning_rate=config.learning_rate)
-    else:
-        optimizer = tf_keras.optimizers.Adam(learning_rate=config.learning_rate)
-    model.compile(optimizer=optimizer)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = MovielensModel(users, movies, config)
+        if config.optimizer is Optimizer.ADAGRAD:
+            optimizer = tf_keras.optimizers.Adagrad(learning_rate=config.learning_rate)
+        else:
+            optimizer = tf_keras.optimizers.Adam(learning_rate=config.learning_rate)
+        model.compile(optimizer=optimizer)
+    if strategy is not None:
+        # Metrics are already synchronised across replicas; Keras' default would add them up.
+        model.distribute_reduction_method = "first"
 
-    callbacks = [_EpochLog(config.epochs)]
-    validation = None
-    fit_rows = train_rows
-    if config.validation_fraction > 0:
-        order = np.random.default_rng(config.seed).permutation(len(train_rows))
-        held_out = int(round(len(train_rows) * config.validation_fraction))
-        validation = _dataset(train_rows.take(order[:held_out])).batch(4096).cache()
-        fit_rows = train_rows.take(order[held_out:])
-        stopper = tf_keras.callbacks.EarlyStopping(
-            monitor="val_root_mean_squared_error",
-            patience=config.early_stopping_patience,
-            restore_best_weights=True,
-            mode="min",
-        )
-        callbacks.append(stopper)
-
-    # As the tutorial: shuffle the training rows each epoch, batch, cache.
-    training = _dataset(fit_rows).shuffle(len(fit_rows), seed=config.seed).batch(config.batch_size).cache()
+    epoch_end = _EpochEnd(config.epochs, data.validation, config.early_stopping_patience)
     started = time.perf_counter()
-    history = model.fit(training, epochs=config.epochs, validation_data=validation, callbacks=callbacks, verbose=0)
+    history = model.fit(
+        data.batches, epochs=config.epochs, steps_per_epoch=data.steps_per_epoch, callbacks=[epoch_end], verbose=0
+    )
     fit_seconds = time.perf_counter() - started
 
     epochs_run = len(history.history["loss"])
     validation_rmse, best_epoch = None, epochs_run
-    if validation is not None:
-        curve = history.history["val_root_mean_squared_error"]
-        best_epoch = int(np.argmin(curve)) + 1
-        validation_rmse = float(np.min(curve))
+    if epoch_end.curve:
+        best_epoch = int(np.argmin(epoch_end.curve)) + 1
+        validation_rmse = float(np.min(epoch_end.curve))
     return TrainedModel(model, config, epochs_run, best_epoch, validation_rmse, fit_seconds)
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
 import logging
 import platform
+import shutil
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -14,14 +17,16 @@ from typing import Optional
 
 import numpy as np
 
-from train import artifacts
-from train.data import Ratings, load_ratings, split_ratings
+from train import artifacts, streaming
 from train.config import TrainConfig
-from train.model import export_saved_model, fit_model, predict, rmse
+from train.data import load_ratings, split_ratings
+from train.distributed import DEFAULT_WORKER_TIMEOUT_SECONDS, Cluster, make_strategy
 
 logger = logging.getLogger(__name__)
 
 _VERSIONED_PACKAGES = ("tensorflow", "tf-keras", "tensorflow-recommenders", "numpy")
+EVALUATION_BATCH = 8192
+SHARDS_PER_WORKER = 2  # in-memory data is written to this many files per worker for auto-sharding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,71 +46,165 @@ def train_and_export(
     out_dir: Path,
     data_source: Optional[str] = None,
     max_train_rows: Optional[int] = None,
+    cluster: Optional[Cluster] = None,
+    lock_output: bool = True,
+    worker_timeout_seconds: float = DEFAULT_WORKER_TIMEOUT_SECONDS,
 ) -> TrainingResult:
-    """Trains a ranking model on MovieLens 100K and writes the export folder.
+    """Trains a ranking model and writes the export folder.
 
     Args:
-        config: preset and hyper-parameters (see `train.model.PRESETS`).
-        out_dir: the export folder (see `train.artifacts` for its layout); it is
-            built beside itself and renamed into place when complete.
-        data_source: "recbole" (default, offline), "tfds", or an ml-100k folder.
-        max_train_rows: train on only the first N training rows (for quick
-            tests); the test split is unchanged.
+        config: preset and hyper-parameters (see `train.config.PRESETS`).
+        out_dir: the export folder (layout in `train.artifacts`); it is built
+            beside itself and renamed into place when complete.
+        data_source: "recbole" (default, offline MovieLens 100K), "tfds", a
+            GroupLens ml-100k folder, or a sharded TSV folder (`train.streaming`).
+        max_train_rows: train on only the first N training rows of an
+            in-memory source (quick tests); the test split is unchanged.
+        cluster: this worker's place in a multi-worker cluster (from
+            TF_CONFIG), or None for one process. Only the chief writes `out_dir`.
+        lock_output: hold `out_dir`'s lock for the run (off in launched workers,
+            whose launcher holds it).
+        worker_timeout_seconds: how long a collective may wait for a peer.
 
     Returns:
         The folder and its metrics.
 
     Raises:
         DataError: the data source is missing or malformed.
-        OutputError: `out_dir` exists and is not an earlier output of this tool.
+        OutputError: `out_dir` is not an earlier output of this tool, or
+            another run is writing it.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    artifacts.check_output_folder(out_dir)  # fail before minutes of work, not after
+    # The strategy must exist before any other TensorFlow op runs.
+    strategy = make_strategy(cluster, worker_timeout_seconds) if cluster else None
+    is_chief = cluster is None or cluster.is_chief
+    lock = artifacts.output_lock(out_dir) if (is_chief and lock_output) else contextlib.nullcontext()
+    with lock, tempfile.TemporaryDirectory(prefix="ranking-kit-shards-") as scratch:
+        if is_chief:
+            artifacts.check_output_folder(out_dir)  # fail before minutes of work, not after
+        source = _prepare_source(config, data_source, max_train_rows, cluster, Path(scratch))
+        logger.info(
+            "training preset %r on %s rows (%d users, %d movies)%s",
+            config.preset,
+            f"{source.training.train_rows:,}",
+            len(source.users),
+            len(source.movies),
+            f" with {cluster.size} workers" if cluster else "",
+        )
+
+        from train.model import dataset_rmse, export_saved_model, fit_model
+
+        trained = fit_model(source.training, source.users, source.movies, config, strategy)
+        test_rmse = dataset_rmse(trained.model, source.test_batches)
+        train_rmse = dataset_rmse(trained.model, source.train_batches)
+        logger.info("test RMSE %.4f, train RMSE %.4f", test_rmse, train_rmse)
+
+        metrics = {
+            "producer": artifacts.PRODUCER,
+            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "preset": config.preset,
+            "hyperparameters": config.to_dict(),
+            "seed": config.seed,
+            "test_rmse": test_rmse,
+            "train_rmse": train_rmse,
+            "validation_rmse": trained.validation_rmse,
+            "epochs_run": trained.epochs_run,
+            "best_epoch": trained.best_epoch,
+            "rows": source.rows,
+            "data": source.provenance,
+            "vocabulary_sizes": {"users": len(source.users), "movies": len(source.movies)},
+            "distribution": {
+                "strategy": "MultiWorkerMirroredStrategy" if strategy else None,
+                "workers": cluster.size if cluster else 1,
+                "replicas_in_sync": strategy.num_replicas_in_sync if strategy else 1,
+            },
+            "versions": _versions(),
+            "fit_seconds": round(trained.fit_seconds, 3),
+            "train_examples_per_second": round(trained.epochs_run * source.training.train_rows / trained.fit_seconds, 1),
+        }
+
+        def build(staging: Path) -> None:
+            export_saved_model(trained.model, staging / artifacts.SAVED_MODEL_DIR)
+            artifacts.write_vocabulary(staging / artifacts.USERS_VOCAB, source.users)
+            artifacts.write_vocabulary(staging / artifacts.MOVIES_VOCAB, source.movies)
+            metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
+            # metrics.json is written last: it marks a complete export.
+            (staging / artifacts.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+
+        if is_chief:
+            artifacts.publish_atomically(out_dir, build)
+            logger.info("wrote %s", out_dir)
+        else:
+            # Saving may run collectives, so every worker saves; the others throw theirs away.
+            throwaway = Path(scratch) / "export"
+            throwaway.mkdir()
+            export_saved_model(trained.model, throwaway / artifacts.SAVED_MODEL_DIR)
+            shutil.rmtree(throwaway)
+    return TrainingResult(out_dir, metrics)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    training: object  # train.model.TrainingData
+    test_batches: object  # tf.data.Dataset
+    train_batches: object  # tf.data.Dataset (for train RMSE)
+    users: tuple
+    movies: tuple
+    rows: dict
+    provenance: dict
+
+
+def _prepare_source(config, data_source, max_train_rows, cluster, scratch: Path) -> _Source:
+    from train.model import carve_validation, in_memory_training_data, rows_dataset
+
+    if data_source and streaming.is_sharded_folder(Path(data_source)):
+        shards = streaming.scan_shards(Path(data_source))
+        return _sharded_source(config, shards, {"source": str(Path(data_source).resolve()), "sha256": None})
 
     ratings = load_ratings(data_source)
     train_rows, test_rows = split_ratings(ratings)
     if max_train_rows is not None:
         train_rows = train_rows.take(np.arange(min(max_train_rows, len(train_rows))))
     # Vocabularies come from all rows, as in the tutorial; unseen ids share one extra row.
-    users = [str(u) for u in ratings.unique_users()]
-    movies = [str(m) for m in ratings.unique_movies()]
+    users = tuple(str(u) for u in ratings.unique_users())
+    movies = tuple(str(m) for m in ratings.unique_movies())
+    provenance = {"source": ratings.source, "sha256": ratings.sha256}
+    rows = {"total": len(ratings), "train": len(train_rows), "test": len(test_rows)}
 
-    logger.info("training preset %r on %d rows (%d users, %d movies)", config.preset, len(train_rows), len(users), len(movies))
-    trained = fit_model(train_rows, users, movies, config)
-    test_rmse = rmse(predict(trained.model, test_rows), test_rows.user_rating)
-    train_rmse = rmse(predict(trained.model, train_rows), train_rows.user_rating)
-    logger.info("test RMSE %.4f, train RMSE %.4f", test_rmse, train_rmse)
+    if cluster is None:
+        return _Source(
+            training=in_memory_training_data(train_rows, config),
+            test_batches=rows_dataset(test_rows).batch(EVALUATION_BATCH),
+            train_batches=rows_dataset(train_rows).batch(EVALUATION_BATCH),
+            users=users,
+            movies=movies,
+            rows=rows,
+            provenance=provenance,
+        )
+    # Several workers: write the same split to shards so tf.data can deal them out.
+    fit_rows, validation_rows = carve_validation(train_rows, config)
+    shard_count = SHARDS_PER_WORKER * cluster.size
+    streaming.write_shards(scratch, "train", fit_rows.user_id, fit_rows.movie_title, fit_rows.user_rating, shard_count)
+    if validation_rows is not None:
+        streaming.write_shards(scratch, "validation", validation_rows.user_id, validation_rows.movie_title, validation_rows.user_rating, 1)
+    streaming.write_shards(scratch, "test", test_rows.user_id, test_rows.movie_title, test_rows.user_rating, 1)
+    artifacts.write_vocabulary(scratch / artifacts.USERS_VOCAB, users)
+    artifacts.write_vocabulary(scratch / artifacts.MOVIES_VOCAB, movies)
+    source = _sharded_source(config, streaming.scan_shards(scratch), provenance)
+    return dataclasses.replace(source, rows=rows)
 
-    metrics = {
-        "producer": artifacts.PRODUCER,
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "preset": config.preset,
-        "hyperparameters": config.to_dict(),
-        "seed": config.seed,
-        "test_rmse": test_rmse,
-        "train_rmse": train_rmse,
-        "validation_rmse": trained.validation_rmse,
-        "epochs_run": trained.epochs_run,
-        "best_epoch": trained.best_epoch,
-        "rows": {"total": len(ratings), "train": len(train_rows), "test": len(test_rows)},
-        "data": {"source": ratings.source, "sha256": ratings.sha256},
-        "vocabulary_sizes": {"users": len(users), "movies": len(movies)},
-        "versions": _versions(),
-        "fit_seconds": round(trained.fit_seconds, 3),
-    }
 
-    def build(staging: Path) -> None:
-        export_saved_model(trained.model, staging / artifacts.SAVED_MODEL_DIR)
-        artifacts.write_vocabulary(staging / artifacts.USERS_VOCAB, users)
-        artifacts.write_vocabulary(staging / artifacts.MOVIES_VOCAB, movies)
-        metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
-        # metrics.json is written last: it marks a complete export.
-        (staging / artifacts.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-
-    artifacts.publish_atomically(out_dir, build)
-    logger.info("wrote %s", out_dir)
-    return TrainingResult(out_dir, metrics)
+def _sharded_source(config, shards: "streaming.ShardedData", provenance: dict) -> _Source:
+    return _Source(
+        training=streaming.streaming_training_data(shards, config),
+        test_batches=streaming.evaluation_batches(shards.files["test"], EVALUATION_BATCH),
+        train_batches=streaming.evaluation_batches(shards.files["train"], EVALUATION_BATCH, streaming.VALIDATION_MAX_ROWS),
+        users=shards.users,
+        movies=shards.movies,
+        rows={"total": sum(shards.rows.values()), **shards.rows},
+        provenance=provenance,
+    )
 
 
 def _versions() -> dict:

@@ -60,12 +60,14 @@ def test_saved_model_in_a_fresh_process_scores_like_the_in_memory_model(tmp_path
     import tensorflow as tf
 
     from train.data import load_ratings, split_ratings
-    from train.model import export_saved_model, fit_model
+    from train.model import export_saved_model, fit_model, in_memory_training_data
 
     ratings = load_ratings()
     train_rows, _ = split_ratings(ratings)
     config = preset_config("tutorial", epochs=1)
-    trained = fit_model(train_rows.take(np.arange(3000)), list(ratings.unique_users()), list(ratings.unique_movies()), config)
+    trained = fit_model(
+        in_memory_training_data(train_rows.take(np.arange(3000)), config), list(ratings.unique_users()), list(ratings.unique_movies()), config
+    )
     in_memory = trained.model({"user_id": tf.constant(["42"]), "movie_title": tf.constant(["Speed (1994)"])}).numpy()
     export_saved_model(trained.model, tmp_path / "saved_model")
 
@@ -94,15 +96,15 @@ def test_tutorial_preset_lands_in_the_tutorials_rmse_window(tmp_path):
 
 def test_training_is_reproducible_for_a_seed(tmp_path):
     from train.data import load_ratings, split_ratings
-    from train.model import fit_model, predict
+    from train.model import fit_model, in_memory_training_data, predict
 
     ratings = load_ratings()
     train_rows, test_rows = split_ratings(ratings)
     rows = train_rows.take(np.arange(2000))
     users, movies = list(ratings.unique_users()), list(ratings.unique_movies())
     config = preset_config("tutorial", epochs=1)
-    first = predict(fit_model(rows, users, movies, config).model, test_rows.take(np.arange(100)))
-    second = predict(fit_model(rows, users, movies, config).model, test_rows.take(np.arange(100)))
+    first = predict(fit_model(in_memory_training_data(rows, config), users, movies, config).model, test_rows.take(np.arange(100)))
+    second = predict(fit_model(in_memory_training_data(rows, config), users, movies, config).model, test_rows.take(np.arange(100)))
     np.testing.assert_array_equal(first, second)
 
 

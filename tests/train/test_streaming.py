@@ -1,0 +1,85 @@
+"""Sharded TSV data: format checks, vocabulary pass, and training from shards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from train import artifacts, streaming
+from train.errors import DataError
+
+
+def _folder(tmp_path, train_text=None):
+    folder = tmp_path / "shards"
+    streaming.write_shards(folder, "train", ["1", "2", "1", "3"], ["A (1990)", "B (1991)", "B (1991)", "C (1992)"], [5, 3, 4, 1], 2)
+    streaming.write_shards(folder, "test", ["2"], ["A (1990)"], [2.5], 1)
+    if train_text is not None:
+        (folder / "train-00000-of-00002.tsv").write_text(train_text, encoding="utf-8")
+    return folder
+
+
+def test_shards_are_dealt_round_robin_with_a_header(tmp_path):
+    folder = _folder(tmp_path)
+    first = (folder / "train-00000-of-00002.tsv").read_text(encoding="utf-8").splitlines()
+    assert first == ["user_id\tmovie_title\tuser_rating", "1\tA (1990)\t5", "1\tB (1991)\t4"]
+    assert sorted(p.name for p in folder.iterdir()) == ["test-00000-of-00001.tsv", "train-00000-of-00002.tsv", "train-00001-of-00002.tsv"]
+
+
+def test_scan_counts_rows_and_collects_vocabularies(tmp_path):
+    data = streaming.scan_shards(_folder(tmp_path))
+    assert data.rows == {"train": 4, "validation": 0, "test": 1}
+    assert data.users == ("1", "2", "3") and data.movies == ("A (1990)", "B (1991)", "C (1992)")
+
+
+def test_given_vocabularies_are_used_as_they_are(tmp_path):
+    folder = _folder(tmp_path)
+    artifacts.write_vocabulary(folder / artifacts.USERS_VOCAB, ["9", "1"])
+    artifacts.write_vocabulary(folder / artifacts.MOVIES_VOCAB, ["Z (2000)"])
+    data = streaming.scan_shards(folder)
+    assert data.users == ("9", "1") and data.movies == ("Z (2000)",)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("user\tmovie\trating\n", r"train-00000-of-00002.tsv line 1: expected the header"),
+        ("user_id\tmovie_title\tuser_rating\n1\tA (1990)\n", r"line 2: expected 3 tab-separated columns, found 2"),
+        ("user_id\tmovie_title\tuser_rating\n1\tA (1990)\t9\n", r"line 2: rating 9 is outside 1..5"),
+        ("user_id\tmovie_title\tuser_rating\n1\tA (1990)\tgood\n", r"line 2: rating 'good' is not a number"),
+    ],
+)
+def test_malformed_shards_name_file_and_line(tmp_path, text, message):
+    with pytest.raises(DataError, match=message):
+        streaming.scan_shards(_folder(tmp_path, text))
+
+
+def test_a_folder_without_test_shards_is_refused(tmp_path):
+    folder = _folder(tmp_path)
+    (folder / "test-00000-of-00001.tsv").unlink()
+    with pytest.raises(DataError, match=r"has no test-\*.tsv files"):
+        streaming.scan_shards(folder)
+
+
+@pytest.mark.tensorflow
+def test_training_from_shards_writes_the_same_export_contract(tmp_path):
+    import numpy as np
+
+    from train import load_ratings, preset_config, split_ratings
+    from train.pipeline import train_and_export
+
+    ratings = load_ratings()
+    train_rows, test_rows = split_ratings(ratings)
+    train_rows, test_rows = train_rows.take(np.arange(3000)), test_rows.take(np.arange(1000))
+    folder = tmp_path / "shards"
+    streaming.write_shards(folder, "train", train_rows.user_id, train_rows.movie_title, train_rows.user_rating, 3)
+    streaming.write_shards(folder, "test", test_rows.user_id, test_rows.movie_title, test_rows.user_rating, 1)
+
+    config = preset_config("tutorial", epochs=3, batch_size=256, validation_fraction=0.1)
+    result = train_and_export(config, tmp_path / "model", data_source=str(folder))
+    metrics = json.loads((tmp_path / "model" / artifacts.METRICS_FILE).read_text())
+    assert metrics["rows"] == {"total": 4000, "train": 3000, "validation": 0, "test": 1000}
+    assert metrics["vocabulary_sizes"]["users"] == len(set(train_rows.user_id) | set(test_rows.user_id))
+    assert metrics["validation_rmse"] is not None  # 10% of the training lines held out by hash
+    assert 0.5 < result.test_rmse < 2.0
+    assert (tmp_path / "model" / artifacts.SAVED_MODEL_DIR / "saved_model.pb").is_file()
