@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from tensorflow.lite.python import schema_py_generated as schema
-from tensorflow.lite.tools import flatbuffer_utils
 
+from convert.saved_model import import_tensorflow
 from device_runtime.manifest import MANIFEST_METADATA_NAME, Manifest
 
 
@@ -13,7 +12,13 @@ def embed_manifest(tflite_bytes: bytes, manifest: Manifest) -> bytes:
     """Returns a copy of the flatbuffer with `manifest` stored as metadata.
 
     A manifest already present (from an earlier embedding) is replaced.
+    TensorFlow's flatbuffer utilities are imported here, on first use, so that
+    importing `convert` stays cheap.
     """
+    import_tensorflow()
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(manifest.to_json_bytes(), dtype=np.uint8)

@@ -35,7 +35,7 @@ INSTALL_HINT = 'pip install ai-edge-litert (or, where LiteRT has no wheel, pip i
 
 # What turning the default delegate off costs, measured on x86_64
 # with a dynamic-range int8 model (see README, "Backends").
-DELEGATE_FALLBACK_COST = "about 6.5x slower on the kit's MovieLens model (x86_64)"
+DELEGATE_FALLBACK_COST = "3x to 6.5x slower on the kit's MovieLens model (measured on x86_64)"
 
 _OP_VERSION_PATTERN = re.compile(r"Didn't find op for builtin opcode '(?P<op>\w+)' version '(?P<version>\d+)'")
 _CUSTOM_OP_PATTERN = re.compile(r"Didn't find (?:custom op for name|op for custom opcode) '(?P<op>[^']+)'")
@@ -234,7 +234,7 @@ def fallback_message(source: str, reason: str) -> str:
     """The one warning logged when default delegates are turned off."""
     return (
         f"the default delegate (XNNPACK) failed to prepare {source} ({reason}); running it with builtin "
-        f"kernels only, {DELEGATE_FALLBACK_COST}; convert without dynamic-range int8 (e.g. float16) to keep XNNPACK"
+        f"kernels only, {DELEGATE_FALLBACK_COST}; convert with --quantize weight-only-int8 (int8, keeps XNNPACK) or float16 instead"
     )
 
 

@@ -1,0 +1,183 @@
+"""Command line: python -m convert SAVED_MODEL --out MODEL.tflite [options].
+
+Exit status: 0 accepted; 1 converted but rejected (a check failed, or the model
+needs ops the device cannot run); 2 a bad input (path, option, signature,
+parity data). Expected mistakes print one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from convert.config import ConversionConfig, Quantization, Tolerances, DEFAULT_RANKING_USERS
+from convert.errors import ConversionError, ConvertError, InputError, ValidationError
+from convert.summary import describe, markdown_tables
+from convert.targets import TARGETS, Target
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_BAD_INPUT = 2
+
+_MODES = [q.value for q in Quantization if q is not Quantization.FULL_INT8]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see python -m convert --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m convert",
+        description="Convert a ranking SavedModel to a .tflite (builtin ops only), embed its manifest, "
+        "and validate it: signature by name, parity with the SavedModel, every installed runtime, each target.",
+        epilog="Exit status: 0 accepted, 1 rejected (the file is kept as MODEL.rejected.tflite), 2 bad input. "
+        "Tolerances: " + ", ".join(f.name for f in Tolerances.__dataclass_fields__.values()) + ".",
+    )
+    parser.add_argument("saved_model", nargs="?", metavar="SAVED_MODEL", help="SavedModel folder, or a `python -m train` export folder")
+    parser.add_argument("--out", metavar="MODEL.tflite", help="where to write the .tflite (its report goes to MODEL.parity.json)")
+    parser.add_argument("--quantize", default=Quantization.NONE.value, metavar="MODE", help=f"one of: {', '.join(_MODES)} (default none)")
+    parser.add_argument("--parity-data", metavar="SOURCE", help="ratings to check parity on: recbole (default, offline), tfds, or an ml-100k folder")
+    parser.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE", help="override one parity bound; 'none' drops it (repeatable)")
+    parser.add_argument("--user-input", metavar="NAME", help="the signature input holding user ids (default user_id)")
+    parser.add_argument("--item-input", metavar="NAME", help="the signature input holding movie titles (default movie_title)")
+    parser.add_argument("--signature-key", default=ConversionConfig.signature_key, metavar="KEY", help="signature to convert (default serving_default)")
+    parser.add_argument(
+        "--target",
+        action="append",
+        metavar="TARGET",
+        help="runtime the file must run on (repeatable; default litert): "
+        + "; ".join(f"{t.value} = {spec.description}" for t, spec in TARGETS.items()),
+    )
+    parser.add_argument("--runtime-python", action="append", default=[], metavar="PYTHON", help="also load and run the file in this Python, e.g. a venv with tflite-runtime (repeatable)")
+    parser.add_argument("--ranking-users", type=int, default=DEFAULT_RANKING_USERS, metavar="N", help=f"users ranked against every movie (default {DEFAULT_RANKING_USERS})")
+    parser.add_argument("--model-name", metavar="NAME", help="name stored in the manifest (default from the export's preset)")
+    parser.add_argument("--hash-vocabularies-only", action="store_true", help="store only the vocabularies' sha256 in the manifest, not the ids")
+    parser.add_argument("--summary-markdown", nargs="+", metavar="REPORT", help="print Markdown tables of MODEL.parity.json reports and exit")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and show TensorFlow's native messages")
+    return parser
+
+
+def _tolerances(items: Sequence[str], mode: Quantization) -> Optional[Tolerances]:
+    if not items:
+        return None
+    from convert.config import DEFAULT_TOLERANCES
+
+    overrides = {}
+    for item in items:
+        name, separator, value = item.partition("=")
+        if not separator:
+            raise InputError(f"--tolerance {item!r} is not NAME=VALUE, e.g. --tolerance max_abs_diff=1e-3")
+        if value.strip().lower() == "none":
+            overrides[name.strip()] = None
+            continue
+        try:
+            overrides[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--tolerance {item!r}: {value!r} is not a number") from None
+    return DEFAULT_TOLERANCES[mode].replace(overrides)
+
+
+@contextlib.contextmanager
+def _native_output_captured(enabled: bool) -> Iterator[None]:
+    """Sends TensorFlow's C++ log lines (written straight to file descriptor 2) to a temporary file.
+
+    Python's own stderr keeps pointing at the terminal, so messages and
+    tracebacks still show. The captured lines are dropped on success.
+    """
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    terminal = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    original_stderr = sys.stderr
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        sys.stderr = terminal
+        try:
+            yield
+        finally:
+            sys.stderr = original_stderr
+            os.dup2(saved, 2)
+            os.close(saved)
+            terminal.close()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.summary_markdown:
+        if args.saved_model or args.out:
+            return _fail("--summary-markdown takes only report files; run it without SAVED_MODEL and --out")
+        return _print_tables(args.summary_markdown)
+    if not args.saved_model or not args.out:
+        return _fail("give SAVED_MODEL and --out MODEL.tflite (see python -m convert --help)")
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        from convert.config import parse_quantization
+        from convert.convert import convert_saved_model
+
+        mode = parse_quantization(args.quantize)
+        config = ConversionConfig(
+            quantization=mode,
+            user_input=args.user_input,
+            item_input=args.item_input,
+            signature_key=args.signature_key,
+            parity_data=args.parity_data,
+            tolerances=_tolerances(args.tolerance, mode) if mode is not Quantization.FULL_INT8 else None,
+            targets=tuple(args.target or (Target.LITERT,)),
+            runtime_pythons=tuple(args.runtime_python),
+            ranking_users=args.ranking_users,
+            model_name=args.model_name,
+            embed_vocabularies=not args.hash_vocabularies_only,
+        )
+        with _native_output_captured(enabled=not args.verbose):
+            result = convert_saved_model(Path(args.saved_model), Path(args.out), config)
+    except ValidationError as error:
+        if error.result is not None:
+            print("\n".join(describe(error.result.to_dict())))
+        for failure in error.failures:
+            print(f"error: {failure}", file=sys.stderr)
+        kept = f"; the file was kept as {error.result.tflite_path}" if error.result is not None else ""
+        print(f"error: {args.out} was not written: {len(error.failures)} check(s) failed{kept}", file=sys.stderr)
+        return EXIT_REJECTED
+    except ConversionError as error:
+        return _fail(str(error), EXIT_REJECTED)
+    except ConvertError as error:
+        return _fail(str(error))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    print("\n".join(describe(result.to_dict())))
+    return EXIT_OK
+
+
+def _print_tables(paths: Sequence[str]) -> int:
+    reports = []
+    for name in paths:
+        try:
+            reports.append(json.loads(Path(name).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as error:
+            return _fail(f"cannot read report {name} ({error}); pass MODEL.parity.json files written by python -m convert")
+        if not isinstance(reports[-1], dict) or "parity" not in reports[-1]:
+            return _fail(f"{name} is not a report written by python -m convert (no parity figures)")
+    sys.stdout.write(markdown_tables(reports))
+    return EXIT_OK
+
+
+def _fail(message: str, status: int = EXIT_BAD_INPUT) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

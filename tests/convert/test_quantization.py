@@ -1,0 +1,94 @@
+"""The int8 modes: dynamic-range (refused where it cannot run) and weight-only (runs on XNNPACK)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from convert import TargetError
+from device_runtime.flatbuffer import read_flatbuffer
+from tests.convert.conftest import FEW_RANKING_USERS
+from tests.convert.scoring import litert_scores
+
+pytestmark = pytest.mark.tensorflow
+
+
+def runs_with_default_delegates(model_path, movies) -> bool:
+    try:
+        litert_scores(model_path, ["1"] * len(movies), movies)
+    except RuntimeError:
+        return False
+    return True
+
+
+def op_versions(path) -> dict:
+    return {code.name: code.version for code in read_flatbuffer(path.read_bytes()).operator_codes}
+
+
+@pytest.fixture(scope="module")
+def movies(tiny_export):
+    return (tiny_export / "vocab" / "movies.txt").read_text(encoding="utf-8").splitlines()[:100]
+
+
+class TestDynamicRangeInt8:
+    def test_accepted_on_litert_within_its_bounds(self, conversions):
+        result = conversions.get("dynamic-int8", quantization="dynamic-int8", ranking_users=FEW_RANKING_USERS)
+        assert result.accepted, getattr(result, "failures", result)
+        assert result.parity.rmse_diff <= result.tolerances["rmse_diff"]
+        assert result.parity.top10_overlap >= result.tolerances["top10_overlap"]
+        assert op_versions(result.tflite_path)["FULLY_CONNECTED"] == 12
+
+    def test_reported_xnnpack_verdict_is_what_litert_does(self, conversions, movies):
+        result = conversions.get("dynamic-int8", quantization="dynamic-int8", ranking_users=FEW_RANKING_USERS)
+        litert = next(r for r in result.runtimes if r.runtime == "ai_edge_litert")
+        assert litert.with_default_delegates.runs == runs_with_default_delegates(result.tflite_path, movies)
+        assert litert.without_default_delegates.runs
+        target = next(t for t in result.targets if t.target == "litert")
+        if not litert.with_default_delegates.runs:
+            assert any("only with builtin kernels" in note for note in target.notes)
+
+    def test_refused_for_tflite_runtime_2_14_leaving_nothing_at_out(self, conversions):
+        error = conversions.get(
+            "dynamic-int8-old-runtime",
+            quantization="dynamic-int8",
+            targets=("litert", "tflite-runtime-2.14"),
+            ranking_users=FEW_RANKING_USERS,
+        )
+        assert isinstance(error, TargetError)
+        assert [f.check for f in error.failures] == ["target.tflite-runtime-2.14"]
+        assert "FULLY_CONNECTED v12 is newer than tflite-runtime-2.14 supports (v10 at most)" in str(error)
+        out = conversions.folder / "dynamic-int8-old-runtime" / "model.tflite"
+        assert not out.exists()
+        assert error.result.tflite_path == out.with_name("model.rejected.tflite") and error.result.tflite_path.is_file()
+        report = json.loads(out.with_name("model.rejected.parity.json").read_text(encoding="utf-8"))
+        assert report["accepted"] is False and report["failures"][0]["check"] == "target.tflite-runtime-2.14"
+
+
+@pytest.fixture(scope="module")
+def weight_only(conversions):
+    return conversions.get(
+        "weight-only-int8",
+        quantization="weight-only-int8",
+        targets=("litert-xnnpack", "tflite-runtime-2.14"),
+        ranking_users=FEW_RANKING_USERS,
+    )
+
+
+class TestWeightOnlyInt8:
+    def test_accepted_within_its_bounds(self, weight_only):
+        assert weight_only.accepted, getattr(weight_only, "failures", weight_only)
+        assert weight_only.parity.rmse_diff <= weight_only.tolerances["rmse_diff"]
+        assert weight_only.parity.kendall_tau >= weight_only.tolerances["kendall_tau"]
+
+    def test_int8_weights_feed_float_kernels(self, weight_only):
+        versions = op_versions(weight_only.tflite_path)
+        assert versions["DEQUANTIZE"] == 5  # per-channel int8 input
+        assert versions["FULLY_CONNECTED"] == 1  # float kernels, loadable by tflite-runtime 2.14
+
+    def test_runs_with_litert_default_delegates(self, weight_only, movies):
+        assert runs_with_default_delegates(weight_only.tflite_path, movies)
+
+    def test_smaller_than_float32(self, weight_only, conversions):
+        float32 = conversions.get("float32")
+        assert weight_only.size_bytes < 0.6 * float32.size_bytes
