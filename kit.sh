@@ -105,7 +105,7 @@ run_tests() {
     setup_main
     setup_device
     local work; work="$(mktemp -d)"
-    trap 'rm -rf "$work"' EXIT
+    trap "rm -rf '$work'" EXIT
     say "building the device-runtime test models in the main environment"
     "$MAIN_VENV/bin/python" -m tests.device_runtime.make_fixtures "$work/device-fixtures"
     say "main environment: the whole suite (TensorFlow, LiteRT)"

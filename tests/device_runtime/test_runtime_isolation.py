@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.device_runtime.device_env import DEVICE_ENV, FIXTURES_ENV, in_device_env
+from tests.device_runtime.device_env import FIXTURES_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,7 +70,7 @@ def test_importing_the_package_imports_no_interpreter_or_tensorflow():
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.skipif(not in_device_env(), reason=f"checks the device environment; CI sets {DEVICE_ENV}=1 there")
+@pytest.mark.device_env
 def test_device_environment_has_no_tensorflow():
     assert importlib.util.find_spec("tensorflow") is None
     assert importlib.util.find_spec("ai_edge_litert") is None
