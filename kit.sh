@@ -111,7 +111,7 @@ run_tests() {
     say "main environment: the whole suite (TensorFlow, LiteRT)"
     KIT_DEVICE_FIXTURES="$work/device-fixtures" "$MAIN_VENV/bin/python" -m pytest -q
     say "device environment: the runtime's tests without TensorFlow (tflite-runtime, numpy<2)"
-    KIT_DEVICE_ENV=1 KIT_DEVICE_FIXTURES="$work/device-fixtures" \
+    KIT_DEVICE_FIXTURES="$work/device-fixtures" \
         "$DEVICE_VENV/bin/python" -m pytest -q tests/device_runtime tests/convert -m "not tensorflow"
 }
 

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 
 # A folder written by `python -m tests.device_runtime.make_fixtures DIR` in the main environment.
 FIXTURES_ENV = "KIT_DEVICE_FIXTURES"
-# Set to 1 by the device-environment CI step: enables the "no TensorFlow here" checks.
-DEVICE_ENV = "KIT_DEVICE_ENV"
 # The interpreter packages that run models without TensorFlow, in the runtime's auto order.
 DEVICE_BACKENDS = ("ai_edge_litert", "tflite_runtime")
-
-
-def in_device_env() -> bool:
-    return os.environ.get(DEVICE_ENV) == "1"
 
 
 def installed_device_backend() -> str:
