@@ -3,6 +3,7 @@
 #
 #   ./kit.sh demo   set up .venv, then train -> convert -> validate -> rank -> benchmark
 #   ./kit.sh test   set up .venv and .venv-device, then run the whole test suite
+#   ./kit.sh arm    the device runtime and benchmarks on emulated aarch64 (qemu; see README)
 #   ./kit.sh setup  only create or update the environments
 #
 # Environment variables: PYTHON (interpreter for .venv, default python3),
@@ -115,9 +116,26 @@ run_tests() {
         "$DEVICE_VENV/bin/python" -m pytest -q tests/device_runtime tests/convert -m "not tensorflow"
 }
 
+run_arm() {
+    setup_main
+    local py="$MAIN_VENV/bin/python"
+    local work; work="$(mktemp -d)"
+    trap "rm -rf '$work'" EXIT
+    say "aarch64 under qemu: the tutorial model (float32, float16, dynamic-int8) on tflite-runtime and LiteRT"
+    "$py" -m train --out "$work/model" --preset tutorial --quiet
+    local mode
+    for mode in none float16 dynamic-int8; do
+        "$py" -m convert "$work/model" --out "$work/model-$mode.tflite" --quantize "$mode" --target litert >/dev/null
+    done
+    "$py" -m tests.device_runtime.make_fixtures "$work/device-fixtures"
+    KIT_PYTHON="$py" scripts/aarch64/run.sh "$work"/model-{none,float16,dynamic-int8}.tflite \
+        --users "${ARM_PARITY_USERS:-200}" --fixtures "$work/device-fixtures" --work-dir "$work/aarch64"
+}
+
 case "${1:-}" in
     demo) run_demo ;;
     test) run_tests ;;
+    arm) run_arm ;;
     setup) setup_main; setup_device ;;
-    *) echo "usage: ./kit.sh demo | test | setup" >&2; exit 2 ;;
+    *) echo "usage: ./kit.sh demo | test | arm | setup" >&2; exit 2 ;;
 esac

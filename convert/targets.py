@@ -23,6 +23,7 @@ from typing import Mapping
 from convert.errors import InputError
 
 MAX_OP_VERSIONS_LITERT_2_3: Mapping[str, int] = {
+    "ADD": 6,
     "CALL_ONCE": 1,
     "CONCATENATION": 7,
     "DEQUANTIZE": 9,
@@ -31,10 +32,15 @@ MAX_OP_VERSIONS_LITERT_2_3: Mapping[str, int] = {
     "HASHTABLE": 1,
     "HASHTABLE_FIND": 1,
     "HASHTABLE_IMPORT": 1,
+    "MAXIMUM": 4,
+    "MINIMUM": 4,
+    "MUL": 8,
     "RESHAPE": 1,
+    "SUM": 2,
 }
 
 MAX_OP_VERSIONS_TFLITE_RUNTIME_2_14: Mapping[str, int] = {
+    "ADD": 5,
     "CALL_ONCE": 1,
     "CONCATENATION": 4,
     "DEQUANTIZE": 5,
@@ -43,7 +49,11 @@ MAX_OP_VERSIONS_TFLITE_RUNTIME_2_14: Mapping[str, int] = {
     "HASHTABLE": 1,
     "HASHTABLE_FIND": 1,
     "HASHTABLE_IMPORT": 1,
+    "MAXIMUM": 4,
+    "MINIMUM": 4,
+    "MUL": 7,
     "RESHAPE": 1,
+    "SUM": 2,
 }
 
 

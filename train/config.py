@@ -13,22 +13,70 @@ class Optimizer(str, enum.Enum):
     ADAM = "adam"
 
 
+class Architecture(str, enum.Enum):
+    """Which model a preset trains."""
+
+    TOWER = "tower"  # the tutorial's TFRS ranking tower (embeddings -> Dense 256/64/1)
+    BLEND = "blend"  # SVD++ with side features + AutoRecs, folded into one low-rank table model
+
+
+@dataclasses.dataclass(frozen=True)
+class BlendConfig:
+    """Settings of the blend architecture beyond those in TrainConfig (see train/blend.py).
+
+    Attributes:
+        mf_l2, mf_bias_l2: L2 weights on each example's user/movie vectors and biases.
+        autorec_hidden, autorec_l2, autorec_dropout, autorec_learning_rate,
+        autorec_init_stddev: the AutoRec members (sigmoid code layer, full batch).
+        autorec_steps_max, autorec_eval_every, autorec_patience: their early stopping,
+            in steps, validated every `autorec_eval_every` steps.
+        item_autorecs, user_autorecs: how many item- and user-based AutoRecs to blend.
+        export_rank: rank of the folded user/movie tables shipped to the device.
+        blend_ridge: how strongly blend weights are pulled towards equal weights.
+    """
+
+    mf_l2: float = 0.1
+    mf_bias_l2: float = 0.001
+    autorec_hidden: int = 500
+    autorec_l2: float = 100.0
+    autorec_dropout: float = 0.2
+    autorec_learning_rate: float = 3e-3
+    autorec_init_stddev: float = 0.03
+    autorec_steps_max: int = 1500
+    autorec_eval_every: int = 20
+    autorec_patience: int = 5
+    item_autorecs: int = 2
+    user_autorecs: int = 1
+    export_rank: int = 64
+    blend_ridge: float = 0.1
+
+    def __post_init__(self):
+        for name in ("autorec_hidden", "autorec_steps_max", "autorec_eval_every", "export_rank"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.autorec_dropout < 1.0:
+            raise ConfigError(f"autorec_dropout must be in [0, 1), got {self.autorec_dropout}")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides how a model is built and trained.
 
     Attributes:
         preset: the preset's name (recorded in metrics.json).
+        architecture: the model to train.
         embedding_dimension: width of the user and movie embeddings.
-        hidden_layers: widths of the ReLU layers after the concatenated embeddings.
+        hidden_layers: widths of the ReLU layers after the concatenated embeddings (tower only).
         optimizer, learning_rate, batch_size, epochs: as in Keras' `fit`.
         validation_fraction: share of the training rows held out for early
             stopping (0 disables early stopping; the test rows are never used).
         early_stopping_patience: epochs without validation improvement before stopping.
         seed: seeds weight initialisation and the per-epoch shuffle.
+        blend: the blend architecture's own settings (blend only).
     """
 
     preset: str = "tutorial"
+    architecture: Architecture = Architecture.TOWER
     embedding_dimension: int = 32
     hidden_layers: tuple[int, ...] = (256, 64)
     optimizer: Optimizer = Optimizer.ADAGRAD
@@ -38,6 +86,7 @@ class TrainConfig:
     validation_fraction: float = 0.0
     early_stopping_patience: int = 3
     seed: int = 42
+    blend: BlendConfig = BlendConfig()
 
     def __post_init__(self):
         if self.embedding_dimension < 1:
@@ -56,7 +105,10 @@ class TrainConfig:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["optimizer"] = self.optimizer.value
+        data["architecture"] = self.architecture.value
         data["hidden_layers"] = list(self.hidden_layers)
+        if self.architecture is not Architecture.BLEND:
+            del data["blend"]
         return data
 
 
@@ -74,8 +126,21 @@ PRESETS = {
         validation_fraction=0.1,
         early_stopping_patience=2,
     ),
+    # The kit's default: a blend folded into one low-rank table model (train/blend.py),
+    # every choice made on a validation slice of the training rows.
+    "default": TrainConfig(
+        preset="default",
+        architecture=Architecture.BLEND,
+        embedding_dimension=64,
+        optimizer=Optimizer.ADAM,
+        learning_rate=2e-3,
+        batch_size=1024,
+        epochs=60,
+        validation_fraction=0.1,
+        early_stopping_patience=4,
+    ),
 }
-DEFAULT_PRESET = "adam"
+DEFAULT_PRESET = "default"
 
 
 def preset_config(name: str, **overrides) -> TrainConfig:

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -168,7 +168,7 @@ class _EpochEnd(tf_keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         figures = f"train RMSE {(logs or {}).get('root_mean_squared_error', float('nan')):.4f}"
         if self.validation is not None:
-            score = dataset_rmse(self.model, self.validation)
+            score = dataset_rmse(lambda users, movies: self.model({USER_INPUT: users, ITEM_INPUT: movies}), self.validation)
             if not self.curve or score < min(self.curve):
                 self.best_weights = self.model.get_weights()
             self.curve.append(score)
@@ -182,11 +182,11 @@ class _EpochEnd(tf_keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
-def dataset_rmse(model: MovielensModel, batches: tf.data.Dataset) -> float:
-    """RMSE of the model over batches of rows, accumulated in float64."""
+def dataset_rmse(score: Callable, batches: tf.data.Dataset) -> float:
+    """RMSE of `score(user_ids, movie_titles)` over batches of rows, accumulated in float64."""
     squared, count = 0.0, 0
     for batch in batches:
-        scores = model({USER_INPUT: batch[USER_INPUT], ITEM_INPUT: batch[ITEM_INPUT]}).numpy().reshape(-1)
+        scores = np.asarray(score(batch[USER_INPUT], batch[ITEM_INPUT])).reshape(-1)
         error = scores.astype(np.float64) - batch["user_rating"].numpy().astype(np.float64)
         squared += float(np.sum(error**2))
         count += len(error)
@@ -252,7 +252,7 @@ def rmse(predictions: np.ndarray, ratings: np.ndarray) -> float:
     return float(np.sqrt(np.mean((predictions.astype(np.float64) - ratings.astype(np.float64)) ** 2)))
 
 
-class _ServingModule(tf.Module):
+class ServingModule(tf.Module):
     """Wraps the ranking tower with the kit's signature: named string inputs, `rating` [N]."""
 
     def __init__(self, ranking_model: RankingModel):
@@ -270,7 +270,12 @@ class _ServingModule(tf.Module):
         return {OUTPUT: tf.reshape(scores, [-1])}
 
 
-def export_saved_model(model: MovielensModel, path: Path) -> None:
-    """Saves the model with signature `serving_default`: (user_id, movie_title) -> rating."""
-    module = _ServingModule(model.ranking_model)
+def export_saved_model(module: tf.Module, path: Path) -> None:
+    """Saves a module whose `serve(user_id, movie_title)` returns {"rating": [N]},
+    with that function as signature `serving_default`."""
     tf.saved_model.save(module, str(path), signatures={SIGNATURE_KEY: module.serve})
+
+
+def serving_score(module: tf.Module) -> Callable:
+    """`score(user_ids, movie_titles) -> numpy [N]` through the module's serving function."""
+    return lambda users, movies: module.serve(users, movies)[OUTPUT].numpy()

@@ -18,8 +18,10 @@ from typing import Optional
 import numpy as np
 
 from train import artifacts, streaming
-from train.config import TrainConfig
+from train.config import Architecture, TrainConfig
 from train.data import load_ratings, split_ratings
+from train.ranking_metrics import ndcg_at_k
+from train.errors import ConfigError, TrainError
 from train.distributed import DEFAULT_WORKER_TIMEOUT_SECONDS, Cluster, make_strategy
 
 logger = logging.getLogger(__name__)
@@ -93,11 +95,16 @@ def train_and_export(
             f" with {cluster.size} workers" if cluster else "",
         )
 
-        from train.model import dataset_rmse, export_saved_model, fit_model
+        from train.model import dataset_rmse, export_saved_model, serving_score
 
-        trained = fit_model(source.training, source.users, source.movies, config, strategy)
-        test_rmse = dataset_rmse(trained.model, source.test_batches)
-        train_rmse = dataset_rmse(trained.model, source.train_batches)
+        if config.architecture is Architecture.BLEND:
+            fitted = _fit_blend(config, source, cluster)
+        else:
+            fitted = _fit_tower(config, source, strategy)
+        score = serving_score(fitted.module)
+        test_rmse = dataset_rmse(score, source.test_batches)
+        train_rmse = dataset_rmse(score, source.train_batches)
+        test_ndcg = _test_ndcg(score, source)
         logger.info("test RMSE %.4f, train RMSE %.4f", test_rmse, train_rmse)
 
         metrics = {
@@ -108,9 +115,10 @@ def train_and_export(
             "seed": config.seed,
             "test_rmse": test_rmse,
             "train_rmse": train_rmse,
-            "validation_rmse": trained.validation_rmse,
-            "epochs_run": trained.epochs_run,
-            "best_epoch": trained.best_epoch,
+            "test_ndcg_at_10": test_ndcg,
+            "validation_rmse": fitted.validation_rmse,
+            "epochs_run": fitted.epochs_run,
+            "best_epoch": fitted.best_epoch,
             "rows": source.rows,
             "data": source.provenance,
             "vocabulary_sizes": {"users": len(source.users), "movies": len(source.movies)},
@@ -120,12 +128,14 @@ def train_and_export(
                 "replicas_in_sync": strategy.num_replicas_in_sync if strategy else 1,
             },
             "versions": _versions(),
-            "fit_seconds": round(trained.fit_seconds, 3),
-            "train_examples_per_second": round(trained.epochs_run * source.training.train_rows / trained.fit_seconds, 1),
+            "fit_seconds": round(fitted.fit_seconds, 3),
+            "train_examples_per_second": round(fitted.epochs_run * source.training.train_rows / fitted.fit_seconds, 1),
         }
+        if fitted.details:
+            metrics["architecture_details"] = fitted.details
 
         def build(staging: Path) -> None:
-            export_saved_model(trained.model, staging / artifacts.SAVED_MODEL_DIR)
+            export_saved_model(fitted.module, staging / artifacts.SAVED_MODEL_DIR)
             artifacts.write_vocabulary(staging / artifacts.USERS_VOCAB, source.users)
             artifacts.write_vocabulary(staging / artifacts.MOVIES_VOCAB, source.movies)
             metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
@@ -139,9 +149,73 @@ def train_and_export(
             # Saving may run collectives, so every worker saves; the others throw theirs away.
             throwaway = Path(scratch) / "export"
             throwaway.mkdir()
-            export_saved_model(trained.model, throwaway / artifacts.SAVED_MODEL_DIR)
+            export_saved_model(fitted.module, throwaway / artifacts.SAVED_MODEL_DIR)
             shutil.rmtree(throwaway)
     return TrainingResult(out_dir, metrics)
+
+
+def _test_ndcg(score, source: "_Source") -> Optional[float]:
+    """NDCG@10 over each test user's rated movies (in-memory sources only)."""
+    if source.test_rows is None:
+        return None
+    rows = source.test_rows
+    scores = np.concatenate(
+        [score(rows.user_id[i : i + EVALUATION_BATCH], rows.movie_title[i : i + EVALUATION_BATCH]) for i in range(0, len(rows), EVALUATION_BATCH)]
+    )
+    return ndcg_at_k(rows.user_id, rows.user_rating, scores, k=10)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fitted:
+    """A trained model ready to export, however it was trained."""
+
+    module: object  # tf.Module with serve(user_id, movie_title) -> {"rating": [N]}
+    epochs_run: int
+    best_epoch: int
+    validation_rmse: Optional[float]
+    fit_seconds: float
+    details: Optional[dict] = None
+
+
+def _fit_tower(config: TrainConfig, source: "_Source", strategy) -> _Fitted:
+    from train.model import ServingModule, fit_model
+
+    trained = fit_model(source.training, source.users, source.movies, config, strategy)
+    return _Fitted(
+        ServingModule(trained.model.ranking_model),
+        trained.epochs_run,
+        trained.best_epoch,
+        trained.validation_rmse,
+        trained.fit_seconds,
+    )
+
+
+def _fit_blend(config: TrainConfig, source: "_Source", cluster) -> _Fitted:
+    if cluster is not None or source.ratings is None:
+        raise ConfigError(
+            f"preset {config.preset!r} (the blend) trains on in-memory data on one machine; "
+            "use --preset tutorial or adam for sharded data or several workers"
+        )
+    from train.blend import side_tables_from_rows, train_blend
+    from train.model import carve_validation
+
+    started = time.perf_counter()
+    fit_rows, validation_rows = carve_validation(source.train_rows, config)
+    # Side features of every user and movie in the data (ids and attributes, no ratings).
+    users_table, movies_table = side_tables_from_rows(source.ratings)
+    result = train_blend(fit_rows, validation_rows, config, users_table, movies_table)
+    if tuple(result.users) != tuple(source.users) or tuple(result.movies) != tuple(source.movies):
+        raise TrainError("the blend's vocabularies differ from the data's; this is a bug, please report it")
+    details = result.metrics
+    mf = details.get("mf", {})
+    return _Fitted(
+        result.module,
+        epochs_run=int(mf.get("epochs", config.epochs)),
+        best_epoch=int(mf.get("epochs", config.epochs)),
+        validation_rmse=details.get("exported_form_val_rmse"),
+        fit_seconds=time.perf_counter() - started,
+        details=details,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +227,9 @@ class _Source:
     movies: tuple
     rows: dict
     provenance: dict
+    ratings: Optional[object] = None  # all rows (train.data.Ratings) when held in memory
+    train_rows: Optional[object] = None  # the training rows when held in memory
+    test_rows: Optional[object] = None  # the test rows when held in memory
 
 
 def _prepare_source(config, data_source, max_train_rows, cluster, scratch: Path) -> _Source:
@@ -181,6 +258,9 @@ def _prepare_source(config, data_source, max_train_rows, cluster, scratch: Path)
             movies=movies,
             rows=rows,
             provenance=provenance,
+            ratings=ratings,
+            train_rows=train_rows,
+            test_rows=test_rows,
         )
     # Several workers: write the same split to shards so tf.data can deal them out.
     fit_rows, validation_rows = carve_validation(train_rows, config)
