@@ -99,6 +99,11 @@ run_demo() {
     say "3/4 ranking every movie for user 42 on the device runtime (no TensorFlow involved)"
     "$py" -m device_runtime rank --model "$ARTIFACTS/model-none.tflite" --user 42 --all --top-k 10
 
+    say "4/4 a short latency benchmark of the float32 model (the SavedModel as server-side reference)"
+    "$py" -m benchmarks latency --model "$ARTIFACTS/model-none.tflite" --backend litert \
+        --candidates 1,10,100,1000,all --runs 100 --min-seconds 1 --warmup 10 \
+        --out "$ARTIFACTS/latency.json" --csv "$ARTIFACTS/latency.csv" --plot "$ARTIFACTS/latency.png"
+
     say "done: models and reports in $ARTIFACTS (conversion summary: $ARTIFACTS/conversion.md)"
 }
 
@@ -113,7 +118,7 @@ run_tests() {
     KIT_DEVICE_FIXTURES="$work/device-fixtures" "$MAIN_VENV/bin/python" -m pytest -q
     say "device environment: the runtime's tests without TensorFlow (tflite-runtime, numpy<2)"
     KIT_DEVICE_FIXTURES="$work/device-fixtures" \
-        "$DEVICE_VENV/bin/python" -m pytest -q tests/device_runtime tests/convert -m "not tensorflow"
+        "$DEVICE_VENV/bin/python" -m pytest -q tests/device_runtime tests/convert tests/benchmarks -m "not tensorflow and not plot"
 }
 
 run_arm() {

@@ -90,6 +90,10 @@ class LoadedInterpreter:
     fallback_reason: Optional[str] = None
 
 
+# Short names accepted besides the package names.
+BACKEND_ALIASES = {"litert": "ai_edge_litert"}
+
+
 def parse_backend(value) -> Backend:
     """Returns the Backend named by `value` (a Backend or its string value).
 
@@ -98,8 +102,9 @@ def parse_backend(value) -> Backend:
     """
     if isinstance(value, Backend):
         return value
+    name = str(value).strip().lower()
     try:
-        return Backend(str(value).strip().lower())
+        return Backend(BACKEND_ALIASES.get(name, name))
     except ValueError:
         names = ", ".join(b.value for b in Backend)
         raise BackendError(f"unknown backend {value!r}; choose one of: {names}") from None

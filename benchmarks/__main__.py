@@ -1,0 +1,187 @@
+"""Command line: time ranking on this machine and report it as a table, JSON, CSV and plot.
+
+    python -m benchmarks latency --model M.tflite [--model M2.tflite ...]
+        [--candidates 1,10,100,1000,all] [--threads 1,2,4] [--backend NAME ...]
+        [--methods rank,invoke,loop,signature_loop] [--runs N] [--warmup N] [--min-seconds S]
+        [--out results.json] [--csv results.csv] [--plot latency.png]
+
+Expected mistakes (missing file, bad count, backend not installed, matplotlib
+missing for --plot, ...) print one line to stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from benchmarks.config import (
+    DEFAULT_BLOCK,
+    DEFAULT_LOOP_MAX_CANDIDATES,
+    DEFAULT_MIN_SECONDS,
+    DEFAULT_RUNS,
+    DEFAULT_USER,
+    DEFAULT_WARMUP,
+    LatencySettings,
+    parse_candidate_counts,
+    parse_methods,
+    parse_positive_ints,
+)
+from benchmarks.errors import BenchmarkError
+from benchmarks.latency import run_latency
+from benchmarks.report import check_output_path, format_table, matplotlib_available, write_csv, write_json, write_plot
+from device_runtime.errors import DeviceRuntimeError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line (exit 2) instead of the usage block."""
+
+    def error(self, message: str):  # noqa: D102 (argparse's hook)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    latency = commands.add_parser("latency", help="time ranking latency of one or more .tflite models")
+    latency.add_argument("--model", action="append", required=True, type=Path, metavar="M.tflite",
+                         help="a model to time (repeat to compare, e.g. the float32, float16 and int8 variants)")
+    latency.add_argument("--candidates", default="1,10,100,1000,all", metavar="LIST",
+                         help="candidate counts, comma separated; 'all' = every movie in the model's vocabulary; "
+                         "N = its first N titles (default: 1,10,100,1000,all)")
+    latency.add_argument("--candidates-file", type=Path, metavar="FILE",
+                         help="take candidates from this file (one title per line) instead of the model's vocabulary; "
+                         "needed for models without the converter's manifest")
+    latency.add_argument("--threads", default="1", metavar="LIST", help="interpreter threads, e.g. 1,2,4 (default: 1)")
+    latency.add_argument("--backend", action="append", default=[], metavar="NAME",
+                         help="auto, litert (ai_edge_litert), tflite_runtime or tensorflow; repeat or comma-separate; "
+                         "default: every installed backend")
+    latency.add_argument("--methods", default="rank,invoke,loop,signature_loop", metavar="LIST",
+                         help="rank (Ranker.rank, one call for all candidates), invoke (the bare interpreter, one call "
+                         "for all, inputs encoded beforehand), loop (the tutorial's set_tensor/invoke per candidate), "
+                         "signature_loop (a SignatureRunner call per candidate) (default: all four)")
+    latency.add_argument("--loop-max-candidates", type=int, default=DEFAULT_LOOP_MAX_CANDIDATES, metavar="N",
+                         help=f"run the per-candidate loops only up to N candidates (default: {DEFAULT_LOOP_MAX_CANDIDATES})")
+    latency.add_argument("--runs", type=int, default=DEFAULT_RUNS, metavar="N",
+                         help=f"at least N timed runs per configuration (default: {DEFAULT_RUNS})")
+    latency.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, metavar="N",
+                         help=f"discarded runs per configuration after the first inference (default: {DEFAULT_WARMUP})")
+    latency.add_argument("--min-seconds", type=float, default=DEFAULT_MIN_SECONDS, metavar="S",
+                         help=f"keep timing until the interleaved rounds have lasted S seconds (default: {DEFAULT_MIN_SECONDS:g})")
+    latency.add_argument("--block", type=int, default=DEFAULT_BLOCK, metavar="N",
+                         help=f"timed calls per configuration per interleaved turn (default: {DEFAULT_BLOCK})")
+    latency.add_argument("--cold", action="store_true",
+                         help="no untimed re-warm call before each turn: the first timed call follows another "
+                         "configuration (with --block 1, every call does: cold-cache latency)")
+    latency.add_argument("--user", default=DEFAULT_USER, help=f"the user to rank for (default: {DEFAULT_USER})")
+    latency.add_argument("--user-input", metavar="NAME", help="signature input holding user ids (models without a manifest)")
+    latency.add_argument("--item-input", metavar="NAME", help="signature input holding movie titles (models without a manifest)")
+    reference = latency.add_mutually_exclusive_group()
+    reference.add_argument("--saved-model", type=Path, metavar="DIR",
+                           help="time this SavedModel with TensorFlow as the server-side reference "
+                           "(default: saved_model/ beside the first model, when TensorFlow is installed)")
+    reference.add_argument("--no-saved-model", action="store_true", help="do not time the SavedModel reference")
+    latency.add_argument("--out", type=Path, metavar="results.json", help="write the JSON report here")
+    latency.add_argument("--csv", type=Path, metavar="results.csv", help="write one CSV row per configuration here")
+    latency.add_argument("--plot", type=Path, metavar="latency.png",
+                         help='plot latency against candidates (needs matplotlib: pip install ".[bench]")')
+    latency.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> LatencySettings:
+    backends = tuple(name for entry in args.backend for name in entry.split(",") if name.strip())
+    return LatencySettings(
+        models=tuple(args.model),
+        candidates=parse_candidate_counts(args.candidates),
+        threads=parse_positive_ints(args.threads, "--threads"),
+        backends=backends,
+        methods=parse_methods(args.methods),
+        runs=args.runs,
+        warmup=args.warmup,
+        min_seconds=args.min_seconds,
+        user=args.user,
+        candidates_file=args.candidates_file,
+        saved_model=args.saved_model,
+        use_saved_model=not args.no_saved_model,
+        loop_max_candidates=args.loop_max_candidates,
+        user_input=args.user_input,
+        item_input=args.item_input,
+        block=args.block,
+        cold=args.cold,
+    )
+
+
+class _OncePerMessage(logging.Filter):
+    """Drops repeats: every configuration loads its own interpreter, and the
+    runtime's warnings (e.g. a delegate fallback) would repeat for each."""
+
+    def __init__(self):
+        super().__init__()
+        self._seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.getMessage())
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+_handler: Optional[logging.Handler] = None
+
+
+def _configure_logging(quiet: bool) -> None:
+    """Progress and warnings to stderr; replaces the handler of an earlier call in this process."""
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    _handler.addFilter(_OncePerMessage())
+    root.addHandler(_handler)
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    _configure_logging(args.quiet)
+    try:
+        settings = _settings(args)
+        for path, option in ((args.out, "--out"), (args.csv, "--csv"), (args.plot, "--plot")):
+            if path is not None:
+                check_output_path(path, option)
+        if args.plot is not None and not matplotlib_available():
+            raise BenchmarkError('--plot needs matplotlib, which is not installed; pip install ".[bench]" or drop --plot')
+        report = run_latency(settings)
+        if args.out is not None:
+            write_json(report, args.out)
+        if args.csv is not None:
+            write_csv(report, args.csv)
+        if args.plot is not None:
+            write_plot(report, args.plot)
+        print(format_table(report))
+    except (BenchmarkError, DeviceRuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # stdout piped into e.g. `head`: stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    written = [str(p) for p in (args.out, args.csv, args.plot) if p is not None]
+    if written:
+        print(f"\nwrote {', '.join(written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
