@@ -23,3 +23,18 @@ def tutorial_style_export(tmp_path_factory):
     from tests.factories import tutorial_style_saved_model
 
     return tutorial_style_saved_model(tmp_path_factory.mktemp("tutorial_style") / "export")
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """A command line run in-process configures the root logger on the test's
+    captured stderr; drop what it added so later tests do not log to a closed stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -167,6 +168,7 @@ def launch_local_workers(
     started = time.monotonic()
     processes: list[subprocess.Popen] = []
     logs = []
+    tee = None
     try:
         for index in range(count):
             environment = dict(os.environ)
@@ -174,26 +176,30 @@ def launch_local_workers(
             environment[WORKER_ENV] = "1"
             log_path = log_dir / f"worker-{index}.log"
             logs.append(log_path)
-            log_file = open(log_path, "w", encoding="utf-8")
-            stderr = None if index == 0 else log_file
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "train", *worker_args],
-                    env=environment,
-                    stdout=log_file,
-                    stderr=stderr,
-                    stdin=subprocess.DEVNULL,
-                )
+            log_path.write_text("", encoding="utf-8")
+            log_file = open(log_path, "a", encoding="utf-8")  # appends, like the tee below
+            process = subprocess.Popen(
+                [sys.executable, "-m", "train", *worker_args],
+                env=environment,
+                stdout=log_file,
+                stderr=subprocess.PIPE if index == 0 else log_file,
+                stdin=subprocess.DEVNULL,
+                text=True,
             )
+            if index == 0:
+                # The chief's progress goes to this terminal and to its log file.
+                tee = threading.Thread(target=_tee, args=(process.stderr, log_path), daemon=True)
+                tee.start()
+            processes.append(process)
             log_file.close()
         logger.info("started %d workers on %s (logs in %s)", count, ", ".join(addresses), log_dir)
-        reports = _wait_all(processes, logs, started, timeout_seconds)
+        reports = _wait_all(processes, logs, started, timeout_seconds, tee)
     finally:
         _stop_all(processes)
     return LaunchResult(tuple(reports), time.monotonic() - started)
 
 
-def _wait_all(processes, logs, started: float, timeout_seconds: float) -> list[WorkerReport]:
+def _wait_all(processes, logs, started: float, timeout_seconds: float, tee) -> list[WorkerReport]:
     reports: dict[int, WorkerReport] = {}
     while len(reports) < len(processes):
         for index, process in enumerate(processes):
@@ -206,6 +212,8 @@ def _wait_all(processes, logs, started: float, timeout_seconds: float) -> list[W
             # ru_maxrss is in kilobytes on Linux.
             reports[index] = WorkerReport(index, process.returncode, usage.ru_maxrss / 1024, logs[index])
             if process.returncode != 0:
+                if index == 0 and tee is not None:
+                    tee.join(timeout=5)  # let the chief's last lines reach its log
                 raise WorkerError(
                     f"worker {index} exited with code {process.returncode}: {_last_line(logs[index])} "
                     f"(log: {logs[index]}); the other workers were stopped"
@@ -233,6 +241,14 @@ def _stop_all(processes: Sequence[subprocess.Popen]) -> None:
             process.wait()
         except ChildProcessError:
             pass  # already reaped by os.wait4
+
+
+def _tee(stream, log_path: Path) -> None:
+    with open(log_path, "a", encoding="utf-8") as log:
+        for line in stream:
+            sys.stderr.write(line)
+            log.write(line)
+            log.flush()
 
 
 def _last_line(log: Path) -> str:

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from train import artifacts
+from train.errors import TrainError
 from train.synthetic import SyntheticSpec, generate
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ def run(rows_list, workers_list, work_dir: Path, batch_size: int, users: int, it
             logger.info("training on %s rows with %d worker(s)", f"{rows:,}", workers)
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
-                raise SystemExit(f"scale_benchmark: error: {rows} rows x {workers} workers failed: {result.stderr.strip().splitlines()[-1]}")
+                last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+                raise TrainError(f"{rows:,} rows with {workers} worker(s) failed: {last}")
             metrics = json.loads((out / artifacts.METRICS_FILE).read_text())
             shutil.rmtree(out.parent)
             record = {
@@ -78,7 +80,13 @@ def run(rows_list, workers_list, work_dir: Path, batch_size: int, users: int, it
             records.append(record)
     return {
         "version": RESULTS_VERSION,
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "arch": platform.machine(), "python": platform.python_version()},
+        "machine": {
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "arch": platform.machine(),
+            "python": platform.python_version(),
+            "load_average_at_start": os.getloadavg()[0],
+        },
         "users": users,
         "items": items,
         "records": records,
@@ -99,7 +107,8 @@ def markdown(results: dict) -> str:
     machine = results["machine"]
     lines.append("")
     lines.append(
-        f"Measured on {machine['cpu']} ({machine['arch']}, {machine['cores']} cores, Python {machine['python']}); "
+        f"Measured on {machine['cpu']} ({machine['arch']}, {machine['cores']} cores, Python {machine['python']}, "
+        f"load average {machine['load_average_at_start']:.1f} at the start); "
         f"synthetic data with {results['users']:,} users and {results['items']:,} items, tutorial preset, 1 epoch, "
         f"global batch {results['records'][0]['batch_size'] if results['records'] else '-'}."
     )
@@ -125,7 +134,11 @@ def main(argv=None) -> int:
         print("scale_benchmark: error: --rows and --workers take comma-separated whole numbers", file=sys.stderr)
         return 2
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    results = run(rows_list, workers_list, args.work_dir, args.batch_size, args.users, args.items, args.timeout)
+    try:
+        results = run(rows_list, workers_list, args.work_dir, args.batch_size, args.users, args.items, args.timeout)
+    except TrainError as error:
+        print(f"scale_benchmark: error: {error}", file=sys.stderr)
+        return 2
     if args.out:
         artifacts.write_json_atomically(args.out, results)
     print(markdown(results))

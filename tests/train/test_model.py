@@ -60,7 +60,7 @@ def test_saved_model_in_a_fresh_process_scores_like_the_in_memory_model(tmp_path
     import tensorflow as tf
 
     from train.data import load_ratings, split_ratings
-    from train.model import export_saved_model, fit_model, in_memory_training_data
+    from train.model import ServingModule, export_saved_model, fit_model, in_memory_training_data
 
     ratings = load_ratings()
     train_rows, _ = split_ratings(ratings)
@@ -69,7 +69,7 @@ def test_saved_model_in_a_fresh_process_scores_like_the_in_memory_model(tmp_path
         in_memory_training_data(train_rows.take(np.arange(3000)), config), list(ratings.unique_users()), list(ratings.unique_movies()), config
     )
     in_memory = trained.model({"user_id": tf.constant(["42"]), "movie_title": tf.constant(["Speed (1994)"])}).numpy()
-    export_saved_model(trained.model, tmp_path / "saved_model")
+    export_saved_model(ServingModule(trained.model.ranking_model), tmp_path / "saved_model")
 
     script = (
         "import os, sys, json; os.environ['TF_USE_LEGACY_KERAS'] = '1'\n"
