@@ -247,11 +247,6 @@ def predict(model: MovielensModel, rows: Ratings, batch_size: int = 8192) -> np.
     return tf.reshape(tf.concat(scores, axis=0), [-1]).numpy().astype(np.float32)
 
 
-def rmse(predictions: np.ndarray, ratings: np.ndarray) -> float:
-    """Root mean squared error, in float64."""
-    return float(np.sqrt(np.mean((predictions.astype(np.float64) - ratings.astype(np.float64)) ** 2)))
-
-
 class ServingModule(tf.Module):
     """Wraps the ranking tower with the kit's signature: named string inputs, `rating` [N]."""
 
