@@ -93,7 +93,11 @@ class Tolerances:
 # top-10 overlap >= 0.9. Measured on the tutorial model (README, "Converting"):
 # float32 max diff 1.4e-6, tau 1.0; float16 max diff 4.2e-4, RMSE diff 8e-6,
 # top-10 1.0, tau 0.9998; int8 variants RMSE diff 2e-5..6e-5, top-10 0.98..0.998,
-# tau 0.990..0.996. The bounds keep a 5-50x margin over those figures.
+# tau 0.990..0.996. The bounds keep a 5-50x margin over those figures, except
+# the int8 top-10 overlap: over three training seeds the tutorial model's
+# dynamic-int8 file reached 0.948 once (its predictions bunch around 3.5, so
+# near-ties swap) with an unchanged test RMSE, so that bound stays at the
+# issue's 0.9.
 FLOAT32_MAX_ABS_DIFF = 1e-4
 FLOAT32_MAX_RMSE_DIFF = 1e-5
 FLOAT32_MIN_TOP10_OVERLAP = 0.99
@@ -103,7 +107,7 @@ FLOAT16_MAX_RMSE_DIFF = 1e-3
 FLOAT16_MIN_TOP10_OVERLAP = 0.95
 FLOAT16_MIN_KENDALL_TAU = 0.99
 INT8_MAX_RMSE_DIFF = 2e-3
-INT8_MIN_TOP10_OVERLAP = 0.95
+INT8_MIN_TOP10_OVERLAP = 0.9
 INT8_MIN_KENDALL_TAU = 0.97
 
 DEFAULT_TOLERANCES: Mapping[Quantization, Tolerances] = {
