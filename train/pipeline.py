@@ -102,9 +102,8 @@ def train_and_export(
         else:
             fitted = _fit_tower(config, source, strategy)
         score = serving_score(fitted.module)
-        test_rmse = dataset_rmse(score, source.test_batches)
+        test_rmse, test_ndcg = _test_figures(score, source)
         train_rmse = dataset_rmse(score, source.train_batches)
-        test_ndcg = _test_ndcg(score, source)
         logger.info("test RMSE %.4f, train RMSE %.4f", test_rmse, train_rmse)
 
         metrics = {
@@ -154,15 +153,22 @@ def train_and_export(
     return TrainingResult(out_dir, metrics)
 
 
-def _test_ndcg(score, source: "_Source") -> Optional[float]:
-    """NDCG@10 over each test user's rated movies (in-memory sources only)."""
+def _test_figures(score, source: "_Source") -> tuple[float, Optional[float]]:
+    """Test RMSE, and NDCG@10 over each test user's rated movies when the rows are in memory.
+
+    In-memory test rows are scored once for both figures; streamed ones only
+    give the RMSE.
+    """
+    from train.model import dataset_rmse
+
     if source.test_rows is None:
-        return None
+        return dataset_rmse(score, source.test_batches), None
     rows = source.test_rows
     scores = np.concatenate(
         [score(rows.user_id[i : i + EVALUATION_BATCH], rows.movie_title[i : i + EVALUATION_BATCH]) for i in range(0, len(rows), EVALUATION_BATCH)]
     )
-    return ndcg_at_k(rows.user_id, rows.user_rating, scores, k=10)
+    errors = scores.astype(np.float64) - rows.user_rating.astype(np.float64)
+    return float(np.sqrt(np.mean(errors**2))), ndcg_at_k(rows.user_id, rows.user_rating, scores, k=10)
 
 
 @dataclasses.dataclass(frozen=True)
