@@ -1,8 +1,13 @@
 """The device runtime's exceptions, all under one base class.
 
 Every message names what was wrong and how to fix it, so the command line can
-print it as one line.
+print it as one line. `one_line` is the kit's one way to turn a foreign
+error (an interpreter's, a converter's) into such a line.
 """
+
+from __future__ import annotations
+
+from typing import Optional, Union
 
 
 class DeviceRuntimeError(Exception):
@@ -30,3 +35,16 @@ class BackendError(DeviceRuntimeError):
 
 class ManifestError(DeviceRuntimeError):
     """The manifest embedded in a model is malformed or of an unknown format."""
+
+
+def one_line(error: Union[BaseException, str], limit: Optional[int] = None) -> str:
+    """An error (or text) as one line: whitespace runs collapsed, cut to `limit` characters.
+
+    An exception with an empty message is named by its type, so the line is never empty.
+    """
+    text = " ".join(str(error).split())
+    if not text and isinstance(error, BaseException):
+        text = type(error).__name__
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 1, 0)] + "…"
+    return text

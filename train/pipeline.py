@@ -20,7 +20,7 @@ import numpy as np
 from train import artifacts, streaming
 from train.config import Architecture, TrainConfig
 from train.data import load_ratings, split_ratings
-from train.ranking_metrics import ndcg_at_k
+from train.metrics import ndcg_at_k
 from train.errors import ConfigError, TrainError
 from train.distributed import DEFAULT_WORKER_TIMEOUT_SECONDS, Cluster, make_strategy
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from train.ranking_metrics import ndcg_at_k
+from train.metrics import ndcg_at_k
 
 
 def test_perfect_order_scores_one_and_single_ratings_are_ignored():
