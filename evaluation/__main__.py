@@ -69,11 +69,13 @@ def _parser() -> argparse.ArgumentParser:
                          "(default: all four)")
     presets.add_argument("--max-train-rows", type=int, metavar="N",
                          help="train on the first N training rows only: a quick check, not the presets' figures")
-    presets.add_argument("--markdown", type=Path, metavar="FILE", help=f"the Markdown table (default: OUT/{TABLE_FILE})")
+    presets.add_argument("--markdown", type=Path, metavar="FILE",
+                         help=f"the Markdown table (default: OUT/{TABLE_FILE})")
     presets.add_argument("-v", "--verbose", action="store_true", help="also show the training and conversion logs")
 
     sizes = commands.add_parser("scale", help="training throughput and memory on synthetic sharded data")
-    sizes.add_argument("--out", required=True, type=Path, help=f"folder for {scale.RESULTS_FILE} and {scale.TABLE_FILE}")
+    sizes.add_argument("--out", required=True, type=Path,
+                       help=f"folder for {scale.RESULTS_FILE} and {scale.TABLE_FILE} (created)")
     sizes.add_argument("--rows", default=",".join(map(str, scale.DEFAULT_ROWS)),
                        help="synthetic row counts, comma separated (default: %(default)s)")
     sizes.add_argument("--workers", default=",".join(map(str, scale.DEFAULT_WORKERS)),
@@ -82,12 +84,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="the preset to train; it must train on sharded data (default: %(default)s)")
     sizes.add_argument("--work-dir", type=Path, default=scale.DEFAULT_WORK_DIR,
                        help="where synthetic data is generated and cached (default: %(default)s)")
-    sizes.add_argument("--batch-size", type=int, default=scale.DEFAULT_BATCH_SIZE, help="global batch (default: %(default)s)")
+    sizes.add_argument("--batch-size", type=int, default=scale.DEFAULT_BATCH_SIZE,
+                       help="global batch (default: %(default)s)")
     sizes.add_argument("--users", type=int, default=scale.DEFAULT_USERS, help="synthetic users (default: %(default)s)")
     sizes.add_argument("--items", type=int, default=scale.DEFAULT_ITEMS, help="synthetic items (default: %(default)s)")
     sizes.add_argument("--timeout", type=float, default=scale.DEFAULT_TIMEOUT_SECONDS,
                        help="seconds a worker may wait for its peers (default: %(default)s)")
-    sizes.add_argument("--markdown", type=Path, metavar="FILE", help=f"the Markdown table (default: OUT/{scale.TABLE_FILE})")
+    sizes.add_argument("--markdown", type=Path, metavar="FILE",
+                       help=f"the Markdown table (default: OUT/{scale.TABLE_FILE})")
     sizes.add_argument("-v", "--verbose", action="store_true", help="also show the training logs")
     return parser
 
@@ -103,7 +107,7 @@ def _presets(args: argparse.Namespace, command: str) -> str:
     )
     evaluation = evaluate_presets(settings)
     markdown = _written(lambda: write_outputs(evaluation, command))
-    logging.getLogger(__name__).info("wrote %s in %.1f min", settings.out, evaluation.wall_seconds / 60)
+    logging.getLogger("evaluation").info("wrote %s in %.1f min", settings.out, evaluation.wall_seconds / 60)
     return markdown
 
 

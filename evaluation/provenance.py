@@ -33,8 +33,9 @@ def machine_text(machine: Machine, software: Optional[Mapping[str, Optional[str]
     versions = {"numpy": machine.numpy, **dict(machine.backends), **dict(software or {})}
     versions.pop("python", None)  # already named from the machine block
     load = ", ".join(f"{value:.2f}" for value in machine.load_average) if machine.load_average else "n/a"
+    governor = machine.governor or "n/a"
     text = (
-        f"{machine.cpu_model or 'unknown CPU'} ({machine.architecture}, {cores}, governor {machine.governor or 'n/a'}); "
+        f"{machine.cpu_model or 'unknown CPU'} ({machine.architecture}, {cores}, governor {governor}); "
         f"{machine.python}; {', '.join(f'{name} {version}' for name, version in versions.items() if version)}; "
         f"load average {load} at the start"
     )

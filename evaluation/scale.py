@@ -25,6 +25,7 @@ from device_runtime.errors import one_line
 from device_runtime.files import write_atomically
 from evaluation.errors import SettingsError, StepError
 from evaluation.provenance import produced_by, utc_now
+from evaluation.settings import require_preset
 from train.synthetic import SyntheticSpec, generate
 
 logger = logging.getLogger(__name__)
@@ -82,8 +83,7 @@ class ScaleSettings:
                 raise SettingsError(f"{option} must be at least 1, got {value}")
         if not self.timeout_seconds > 0:  # also rejects NaN
             raise SettingsError(f"--timeout must be more than 0 seconds, got {self.timeout_seconds}")
-        if self.preset not in train.PRESETS:
-            raise SettingsError(f"--preset: unknown preset {self.preset!r}; choose from {', '.join(sorted(train.PRESETS))}")
+        require_preset(self.preset, "--preset")
         for option, path in (("--out", self.out), ("--work-dir", self.work_dir)):
             if path.exists() and not path.is_dir():
                 raise SettingsError(f"{option} {path} is a file; give a folder path")
@@ -166,7 +166,8 @@ def record_from_metrics(metrics: dict, rows: int, workers: int, batch_size: int,
             wall_seconds=float(distribution["launcher_wall_seconds"]),
         )
     except KeyError as error:
-        raise StepError(f"{source} has no {error.args[0]!r}; was it written by `python -m train --local-workers`?") from None
+        raise StepError(f"{source} has no {error.args[0]!r}; "
+                        "was it written by `python -m train --local-workers`?") from None
     except (TypeError, ValueError) as error:
         raise StepError(f"{source} holds a malformed figure: {one_line(error)}") from None
 
@@ -202,8 +203,11 @@ def run_scale(settings: ScaleSettings, run: Runner = subprocess.run) -> ScaleRes
             generate(SyntheticSpec(rows=rows, users=settings.users, items=settings.items), data)
         for workers in settings.workers:
             logger.info("training %s on %s rows with %d worker(s)", settings.preset, f"{rows:,}", workers)
-            records.append(_train_once(settings, data, rows, workers, run))
-            logger.info("%s", records[-1])
+            record = _train_once(settings, data, rows, workers, run)
+            peaks = ", ".join(f"{mb:.0f}" for mb in record.peak_rss_mb_per_worker)
+            logger.info("%s rows, %d worker(s): %s examples/s, peak RSS per worker %s MB",
+                        f"{rows:,}", workers, f"{record.examples_per_second:,.0f}", peaks)
+            records.append(record)
     return ScaleResults(settings, machine, started_at, tuple(records))
 
 

@@ -63,8 +63,7 @@ class PresetSettings:
         if any(isinstance(seed, bool) or not isinstance(seed, int) or seed < 0 for seed in self.seeds):
             raise SettingsError(f"--seeds must be non-negative integers, got {', '.join(map(str, self.seeds))}")
         for preset in self.presets:
-            if preset not in train.PRESETS:
-                raise SettingsError(f"--presets: unknown preset {preset!r}; choose from {', '.join(sorted(train.PRESETS))}")
+            require_preset(preset, "--presets")
         unknown = [variant for variant in self.variants if variant not in VARIANTS]
         if unknown:
             raise SettingsError(f"--variants: {unknown[0].value} is not evaluated; choose from {_variant_choices()}")
@@ -103,6 +102,16 @@ class PresetSettings:
                 "candidates": "all",
             },
         }
+
+
+def require_preset(name: str, option: str) -> None:
+    """Checks that `name` is one of train's presets.
+
+    Raises:
+        SettingsError: it is not; the message lists the presets.
+    """
+    if name not in train.PRESETS:
+        raise SettingsError(f"{option}: unknown preset {name!r}; choose from {', '.join(sorted(train.PRESETS))}")
 
 
 def parse_names(text: str) -> tuple[str, ...]:

@@ -33,7 +33,8 @@ def _three_seeds():
             variants=(
                 fakes.accepted("none", keras, 600 * 1024, median),
                 fakes.rejected("dynamic-int8", 1.5, "2 checks failed: top-10 overlap 0.70 < 0.80")
-                if seed == 2 else fakes.accepted("dynamic-int8", keras + 0.01, 250 * 1024, None if seed == 1 else 3000.0),
+                if seed == 2
+                else fakes.accepted("dynamic-int8", keras + 0.01, 250 * 1024, None if seed == 1 else 3000.0),
             ),
         )
         for seed, keras, median in ((0, 1.10, 1000.0), (1, 1.12, 1100.0), (2, 1.14, 1200.0))
@@ -49,7 +50,8 @@ def test_summary_over_seeds_by_hand():
     assert summary.test_rmse.std == pytest.approx(0.02, abs=1e-12)
     float32, int8 = summary.variants
     assert (float32.label, float32.accepted, float32.failed) == ("float32", 3, 0)
-    assert float32.latency_median_us.mean == pytest.approx(1100.0) and float32.latency_median_us.std == pytest.approx(100.0)
+    assert float32.latency_median_us.mean == pytest.approx(1100.0)
+    assert float32.latency_median_us.std == pytest.approx(100.0)
     # dynamic-int8: seeds 0 and 1 accepted (1.11, 1.13), seed 2 rejected with its measured RMSE kept apart.
     assert (int8.accepted, int8.failed) == (2, 1)
     assert int8.failures == ("2 checks failed: top-10 overlap 0.70 < 0.80",)

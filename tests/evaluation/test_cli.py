@@ -126,7 +126,8 @@ def test_unusable_scale_outputs(capsys, tmp_path):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     one_line_error(capsys, ["scale", "--out", str(a_file)], f"--out {a_file} is a file")
-    one_line_error(capsys, ["scale", "--out", str(tmp_path), "--work-dir", str(a_file)], f"--work-dir {a_file} is a file")
+    one_line_error(capsys, ["scale", "--out", str(tmp_path), "--work-dir", str(a_file)],
+                   f"--work-dir {a_file} is a file")
     one_line_error(capsys, ["scale", "--out", str(tmp_path), "--markdown", str(tmp_path / "no" / "scale.md")],
                    "must be a file in an existing folder")
 

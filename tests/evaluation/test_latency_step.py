@@ -74,13 +74,15 @@ def test_the_harness_times_every_model_in_one_run(tmp_path, models):
     command = " ".join(calls[0])
     assert "-m benchmarks latency" in command
     assert "--candidates all --threads 1 --runs 200 --warmup 20 --user 42 --backend litert --methods rank" in command
-    assert [calls[0][i + 1] for i, word in enumerate(calls[0]) if word == "--model"] == [str(p) for p in models.values()]
+    timed = [calls[0][index + 1] for index, word in enumerate(calls[0]) if word == "--model"]
+    assert timed == [str(path) for path in models.values()]
     assert [outcomes[name].median_us for name in models] == [1000.0, 1001.0, 1002.0]
 
 
 def test_a_failing_harness_is_recorded_for_every_variant(tmp_path, models):
     def harness(command, **options):
-        return subprocess.CompletedProcess(command, 2, "", "loading...\nerror: --backend litert is not installed here\n")
+        stderr = "loading...\nerror: --backend litert is not installed here\n"
+        return subprocess.CompletedProcess(command, 2, "", stderr)
 
     outcomes = measure_latency(models, tmp_path / "latency.json", run=harness)
     assert set(outcomes) == set(models)

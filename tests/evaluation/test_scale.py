@@ -1,4 +1,4 @@
-"""The scale benchmark: its training command, its reading of metrics.json, its outputs (with a stand-in for training)."""
+"""The scale benchmark: its training command, its reading of metrics.json, its outputs (training stood in for)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_a_run_is_read_from_its_metrics():
 
 def test_metrics_without_the_launchers_figures_are_refused():
     one_process = {**METRICS, "distribution": {"workers": 1}}
-    with pytest.raises(StepError, match=r"m\.json has no 'worker_peak_rss_mb'; was it written by `python -m train --local-workers`"):
+    with pytest.raises(StepError, match=r"m\.json has no 'worker_peak_rss_mb'; was it written by `python -m train"):
         record_from_metrics(one_process, 1, 1, 8, Path("m.json"))
     with pytest.raises(StepError, match="malformed figure"):
         record_from_metrics({**METRICS, "fit_seconds": "slow"}, 1, 1, 8, Path("m.json"))
@@ -51,7 +51,8 @@ def test_metrics_without_the_launchers_figures_are_refused():
 def test_markdown_names_the_command_machine_and_preset(tmp_path):
     settings = ScaleSettings(out=tmp_path, rows=(1_000_000,), workers=(2,), preset="adam")
     record = record_from_metrics(METRICS, 1_000_000, 2, 32_768, Path("m.json"))
-    text = format_scale_markdown(ScaleResults(settings, fakes.machine(), fakes.STARTED_AT, (record,)), "python -m evaluation scale")
+    results = ScaleResults(settings, fakes.machine(), fakes.STARTED_AT, (record,))
+    text = format_scale_markdown(results, "python -m evaluation scale")
     lines = text.splitlines()
     assert "Produced by `python -m evaluation scale` on 2025-01-02T03:04:05+00:00." in lines
     assert any(line.startswith("Machine: Test CPU 9000 (x86_64, 2 of 4 cores usable") for line in lines)
@@ -69,7 +70,8 @@ class FakeTraining:
     def __call__(self, command, **options):
         self.commands.append(command)
         if self.fail:
-            return subprocess.CompletedProcess(command, 2, "", "starting\nerror: preset 'default' trains on in-memory data\n")
+            stderr = "starting\nerror: preset 'default' trains on in-memory data\n"
+            return subprocess.CompletedProcess(command, 2, "", stderr)
         out = Path(command[command.index("--out") + 1])
         workers = int(command[command.index("--local-workers") + 1])
         out.mkdir(parents=True)
@@ -92,9 +94,9 @@ def test_every_row_count_with_every_worker_count(tmp_path, monkeypatch, capsys):
     assert main(argv) == 0
     # Each data set generated once (real synthetic shards), each run a fresh launcher, scratch exports removed.
     assert sorted(p.name for p in work.iterdir()) == ["synthetic-300-20-10", "synthetic-600-20-10"]
-    assert [(c[c.index("--data") + 1].rsplit("-", 3)[1], c[c.index("--local-workers") + 1]) for c in training.commands] == [
-        ("300", "1"), ("300", "2"), ("600", "1"), ("600", "2"),
-    ]
+    runs = [(Path(c[c.index("--data") + 1]).name, c[c.index("--local-workers") + 1]) for c in training.commands]
+    assert runs == [("synthetic-300-20-10", "1"), ("synthetic-300-20-10", "2"),
+                    ("synthetic-600-20-10", "1"), ("synthetic-600-20-10", "2")]
     command = training.commands[0]
     assert command[1:4] == ["-m", "train", "--data"]
     assert command[command.index("--preset") + 1] == "adam" and command[command.index("--batch-size") + 1] == "64"
