@@ -148,7 +148,7 @@ def _software(evaluation: Evaluation) -> dict:
 
 
 def mean_std(aggregate: Aggregate, digits: int) -> str:
-    """"mean ± std", "mean (n=1)" for one value, "—" for none."""
+    """An aggregate as "mean ± std", as "mean (n=1)" for one value, and as "—" for none."""
     if aggregate.mean is None:
         return "—"
     if aggregate.std is None:

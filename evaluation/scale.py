@@ -30,7 +30,6 @@ from train.synthetic import SyntheticSpec, generate
 
 logger = logging.getLogger(__name__)
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_ROWS = (1_000_000, 10_000_000)
 DEFAULT_WORKERS = (1, 2)
 DEFAULT_PRESET = "tutorial"
@@ -58,7 +57,7 @@ class ScaleSettings:
         work_dir: where synthetic data is generated and cached, and runs write their exports.
         batch_size: the global batch size.
         users / items: the synthetic data's vocabulary sizes.
-        timeout_seconds: how long a worker may wait for its peers (`--worker-timeout`).
+        timeout_seconds: seconds before stuck workers are stopped (train's `--worker-timeout`).
         markdown: where the Markdown table goes; None means OUT/scale.md.
     """
 
@@ -87,8 +86,10 @@ class ScaleSettings:
         for option, path in (("--out", self.out), ("--work-dir", self.work_dir)):
             if path.exists() and not path.is_dir():
                 raise SettingsError(f"{option} {path} is a file; give a folder path")
-        if self.markdown is not None and (self.markdown.is_dir() or not self.markdown.parent.is_dir()):
-            raise SettingsError(f"--markdown {self.markdown} must be a file in an existing folder")
+        if self.markdown is not None and (self.markdown.is_dir() or not (
+            self.markdown.parent.is_dir() or self.markdown.parent.resolve() == self.out.resolve()
+        )):
+            raise SettingsError(f"--markdown {self.markdown} must be a file in an existing folder or in --out")
 
     @property
     def markdown_path(self) -> Path:
@@ -215,7 +216,7 @@ def _train_once(settings: ScaleSettings, data: Path, rows: int, workers: int, ru
     scratch = Path(tempfile.mkdtemp(prefix="scale-", dir=settings.work_dir))
     try:
         out = scratch / "model"
-        done = run(training_command(settings, data, out, workers), cwd=REPOSITORY, capture_output=True, text=True)
+        done = run(training_command(settings, data, out, workers), capture_output=True, text=True)
         if done.returncode != 0:
             lines = [line for line in (done.stderr or "").splitlines() if line.strip()]
             raise StepError(f"{settings.preset} on {rows:,} rows with {workers} worker(s) failed: "

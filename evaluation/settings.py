@@ -75,7 +75,7 @@ class PresetSettings:
             if self.markdown.is_dir():
                 raise SettingsError(f"--markdown {self.markdown} is a folder; give a file path such as "
                                     f"{self.markdown / TABLE_FILE}")
-            if not self.markdown.parent.is_dir():
+            if not self.markdown.parent.is_dir() and self.markdown.parent.resolve() != self.out.resolve():
                 raise SettingsError(f"the folder of --markdown {self.markdown} does not exist; create it first")
 
     @property

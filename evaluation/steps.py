@@ -36,7 +36,6 @@ from evaluation.settings import (
 
 logger = logging.getLogger(__name__)
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 EXPORT_DIR = "export"
 LATENCY_FILE = "latency.json"
 HARNESS_TIMEOUT_SECONDS = 900
@@ -178,8 +177,8 @@ def measure_latency(
     """
     logger.info("timing %d model(s) with python -m benchmarks latency", len(models))
     try:
-        done = run(harness_command(models, report_path), cwd=REPOSITORY, capture_output=True, text=True,
-                   timeout=HARNESS_TIMEOUT_SECONDS)
+        command = harness_command(models, report_path)
+        done = run(command, capture_output=True, text=True, timeout=HARNESS_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
         return dict.fromkeys(models, f"benchmarks latency did not finish within {HARNESS_TIMEOUT_SECONDS} s")
     except OSError as error:

@@ -7,6 +7,7 @@ import pytest
 from evaluation.__main__ import main
 from evaluation.errors import SettingsError
 from evaluation.presets import MARKER_FILE, prepare_output
+from evaluation.settings import PresetSettings
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +70,9 @@ def test_unusable_presets_outputs(capsys, tmp_path):
     missing = tmp_path / "missing" / "table.md"
     one_line_error(capsys, ["presets", "--out", str(tmp_path / "out"), "--markdown", str(missing)],
                    f"the folder of --markdown {missing} does not exist; create it first")
+    # Inside the output folder it is fine: that folder is created.
+    settings = PresetSettings(out=tmp_path / "new", markdown=tmp_path / "new" / "custom.md")
+    assert settings.markdown_path == tmp_path / "new" / "custom.md"
 
 
 def test_a_foreign_folder_is_refused_and_left_alone(capsys, tmp_path):
