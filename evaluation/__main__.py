@@ -75,24 +75,26 @@ def _parser() -> argparse.ArgumentParser:
 
     scaling = commands.add_parser("scale", help="training throughput and memory on synthetic sharded data")
     scaling.add_argument("--out", required=True, type=Path,
-                       help=f"folder for {scale.RESULTS_FILE} and {scale.TABLE_FILE} (created)")
+                         help=f"folder for {scale.RESULTS_FILE} and {scale.TABLE_FILE} (created)")
     scaling.add_argument("--rows", default=",".join(map(str, scale.DEFAULT_ROWS)),
-                       help="synthetic row counts, comma separated (default: %(default)s)")
+                         help="synthetic row counts, comma separated (default: %(default)s)")
     scaling.add_argument("--workers", default=",".join(map(str, scale.DEFAULT_WORKERS)),
-                       help="local worker counts, comma separated (default: %(default)s)")
+                         help="local worker counts, comma separated (default: %(default)s)")
     scaling.add_argument("--preset", default=scale.DEFAULT_PRESET, choices=sorted(train.PRESETS),
-                       help="the preset to train; it must train on sharded data (default: %(default)s)")
+                         help="the preset to train; it must train on sharded data (default: %(default)s)")
     scaling.add_argument("--work-dir", type=Path, default=scale.DEFAULT_WORK_DIR,
-                       help="where synthetic data is generated and cached (default: %(default)s)")
+                         help="where synthetic data is generated and cached (default: %(default)s)")
     scaling.add_argument("--batch-size", type=int, default=scale.DEFAULT_BATCH_SIZE,
-                       help="global batch (default: %(default)s)")
-    scaling.add_argument("--users", type=int, default=scale.DEFAULT_USERS, help="synthetic users (default: %(default)s)")
-    scaling.add_argument("--items", type=int, default=scale.DEFAULT_ITEMS, help="synthetic items (default: %(default)s)")
+                         help="global batch (default: %(default)s)")
+    scaling.add_argument("--users", type=int, default=scale.DEFAULT_USERS,
+                         help="synthetic users (default: %(default)s)")
+    scaling.add_argument("--items", type=int, default=scale.DEFAULT_ITEMS,
+                         help="synthetic items (default: %(default)s)")
     scaling.add_argument("--timeout", type=float, default=scale.DEFAULT_TIMEOUT_SECONDS,
-                       help="seconds before stuck workers are stopped, as train's --worker-timeout "
-                       "(default: %(default)s)")
+                         help="seconds before stuck workers are stopped, as train's --worker-timeout "
+                         "(default: %(default)s)")
     scaling.add_argument("--markdown", type=Path, metavar="FILE",
-                       help=f"the Markdown table (default: OUT/{scale.TABLE_FILE})")
+                         help=f"the Markdown table (default: OUT/{scale.TABLE_FILE})")
     scaling.add_argument("-v", "--verbose", action="store_true", help="also show the training logs")
     return parser
 
