@@ -28,7 +28,7 @@ EXIT_REJECTED = 1
 EXIT_BAD_INPUT = 2
 # How much of TensorFlow's last native message a failure line quotes; its info lines say nothing of a failure.
 NATIVE_LINE_CHARS = 160
-_NATIVE_INFO_LINE = re.compile(r"I\d{4} \d\d:\d\d:\d\d")
+_NATIVE_INFO_LINE = re.compile(r"I\d{4} \d\d:\d\d:")  # e.g. "I0000 00:00:1796282290.17 port.cc:153] ..."
 
 _MODES = [q.value for q in Quantization if q is not Quantization.FULL_INT8]
 
@@ -143,7 +143,7 @@ class _NativeOutput:
             return ""
         kept, self.path = self.path, None  # so that `discard` leaves it
         last = one_line(lines[-1], NATIVE_LINE_CHARS)
-        return f"; TensorFlow's native messages ({len(lines)} lines, the last: {last!r}) are in {kept}"
+        return f"; TensorFlow said: {last!r} (all {len(lines)} of its native messages are in {kept})"
 
     def discard(self) -> None:
         """Deletes the captured lines unless `keep` kept them."""

@@ -42,6 +42,8 @@ DELEGATE_FALLBACK_COST = "3x to 6.5x slower on the kit's MovieLens model (measur
 _OP_VERSION_PATTERN = re.compile(r"Didn't find op for builtin opcode '(?P<op>\w+)' version '(?P<version>\d+)'")
 _CUSTOM_OP_PATTERN = re.compile(r"Didn't find (?:custom op for name|op for custom opcode) '(?P<op>[^']+)'")
 _DELEGATE_FAILURE_MARKERS = ("xnnpack", "delegate")
+# A model with Flex ops fails naming "the Flex delegate", which no fallback provides.
+_FLEX_FAILURE_MARKER = "select tensorflow op"
 # tf.lite.Interpreter warns on every creation that LiteRT replaces it; the kit knows.
 _TF_LITE_DEPRECATION = r".*tf\.lite\.Interpreter is deprecated"
 
@@ -291,7 +293,7 @@ def fallback_message(source: str, reason: str) -> str:
 def is_delegate_failure(error: BaseException) -> bool:
     """True when an interpreter error comes from a delegate failing to prepare."""
     text = str(error).lower()
-    return any(marker in text for marker in _DELEGATE_FAILURE_MARKERS)
+    return any(marker in text for marker in _DELEGATE_FAILURE_MARKERS) and _FLEX_FAILURE_MARKER not in text
 
 
 def _run_prepare(prepare, interpreter, source, package):
