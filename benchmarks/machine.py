@@ -135,7 +135,7 @@ def detect_emulation(
     """Tells whether this Python runs under user-mode emulation (qemu-user).
 
     qemu-user reports the guest architecture from uname(), so platform.machine()
-    alone cannot tell. The signs, strongest first (after scripts/aarch64/detect.py):
+    alone cannot tell. The signs, strongest first:
 
     1. /proc/cpuinfo describes another architecture than Python runs as
        (qemu <= 8.0 passes the host's file through).

@@ -224,7 +224,7 @@ def _print_tables(paths: Sequence[str]) -> int:
 
 
 def _fail(message: str, status: int = EXIT_BAD_INPUT) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {one_line(message)}", file=sys.stderr)
     return status
 
 

@@ -13,6 +13,24 @@ from pathlib import Path
 import pytest
 
 
+# Fixtures that train or convert: a test using one runs TensorFlow and must say so.
+TENSORFLOW_FIXTURES = frozenset({"tiny_export", "tutorial_style_export", "conversions"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Refuses a test that uses a TensorFlow fixture without the `tensorflow` marker (the device run would fail it)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if TENSORFLOW_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("tensorflow") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            f"mark these tests @pytest.mark.tensorflow (they use {', '.join(sorted(TENSORFLOW_FIXTURES))}): "
+            + ", ".join(unmarked)
+        )
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir(tmp_path_factory) -> Path:
     """The device fixture folder (`tests/device_runtime/make_fixtures.py`): the one place it is found or built.

@@ -224,10 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         scores, description = score_model(args.model, args.backend, args.users, args.threads, args.delegates,
                                           args.vocab_dir)
     except ScoringError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except CannotLoadError as error:
-        print(f"cannot load: {error}", file=sys.stderr)
+        print(f"cannot load: {one_line(error)}", file=sys.stderr)
         return EXIT_CANNOT_LOAD
     npy, _ = write_results(args.out, scores, description)
     print(f"scored {scores.shape[0]} users x {scores.shape[1]} movies with {args.backend} "
