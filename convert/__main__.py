@@ -116,7 +116,8 @@ class _NativeOutput:
         os.close(descriptor)
         sys.stderr = self._terminal
         # Log handlers made earlier hold the old stderr object, which now writes to the file.
-        self._handlers = [h for h in logging.getLogger().handlers if getattr(h, "stream", None) is self._original_stderr]
+        handlers = logging.getLogger().handlers
+        self._handlers = [h for h in handlers if getattr(h, "stream", None) is self._original_stderr]
         for handler in self._handlers:
             handler.setStream(self._terminal)
         return self
@@ -218,7 +219,7 @@ def _print_tables(paths: Sequence[str]) -> int:
             return _fail(f"cannot read report {name} ({error}); pass MODEL.parity.json files written by python -m convert")
         problem = report_problem(reports[-1])
         if problem:
-            return _fail(f"{name} is not a report written by python -m convert ({problem}); pass MODEL.parity.json files")
+            return _fail(f"{name} is not a report written by python -m convert ({problem}); pass MODEL.parity.json")
     sys.stdout.write(markdown_tables(reports))
     return EXIT_OK
 

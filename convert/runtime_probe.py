@@ -71,7 +71,9 @@ def _probe_package(package, model_path, signature, users, items) -> dict:
         ("without_default_delegates", Delegates.NONE),
     ):
         try:
-            interpreter = create_interpreter(package, model_path=model_path, num_threads=PROBE_THREADS, delegates=delegates)
+            interpreter = create_interpreter(
+                package, model_path=model_path, num_threads=PROBE_THREADS, delegates=delegates
+            )
         except Exception as error:  # noqa: BLE001 - any load failure is a finding to report
             load_errors.append(_first_sentence(error))
             runs[key] = None

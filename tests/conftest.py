@@ -22,7 +22,8 @@ def pytest_collection_modifyitems(config, items):
     unmarked = [
         item.nodeid
         for item in items
-        if TENSORFLOW_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("tensorflow") is None
+        if TENSORFLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("tensorflow") is None
     ]
     if unmarked:
         raise pytest.UsageError(

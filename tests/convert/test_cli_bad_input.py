@@ -39,9 +39,11 @@ PARITY = {
 REPORT = {
     "quantization": "none", "size_bytes": 100_000, "accepted": True, "failures": [], "parity": PARITY,
     "tolerances": {"max_abs_diff": 1e-4, "rmse_diff": 1e-5, "top10_overlap": 0.99, "kendall_tau": 0.999},
-    "runtimes": [{"runtime": "ai_edge_litert", "version": "2.3.0", "loads": True, "load_error": None, "candidates": 1664,
-                  "with_default_delegates": {"runs": True, "latency_ms": 1.5},
-                  "without_default_delegates": {"runs": True, "latency_ms": 3.0}}],
+    "runtimes": [
+        {"runtime": "ai_edge_litert", "version": "2.3.0", "loads": True, "load_error": None, "candidates": 1664,
+         "with_default_delegates": {"runs": True, "latency_ms": 1.5},
+         "without_default_delegates": {"runs": True, "latency_ms": 3.0}},
+    ],
 }
 
 
@@ -144,7 +146,8 @@ class TestNativeMessages:
         assert status == 1
         assert_one_line_error(
             stderr,
-            "failed while converting; TensorFlow said: \"loc(unknown): error: 'tf.Frobnicate' op is neither a custom op",
+            "failed while converting; TensorFlow said:",
+            "\"loc(unknown): error: 'tf.Frobnicate' op is neither a custom op",
             "(all 1 of its native messages are in ",
         )
         kept = Path(stderr.strip().rsplit(" are in ", 1)[1].rstrip(")"))

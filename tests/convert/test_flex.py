@@ -38,7 +38,8 @@ def test_converting_it_fails_naming_the_ops_and_writes_nothing(flex_saved_model,
     # The converter's own account is kept for whoever wants the details.
     native_log = Path(lines[0].rsplit(" are in ", 1)[1].rstrip(")"))
     try:
-        assert "'tf.StaticRegexReplace' op is neither a custom op nor a flex op" in native_log.read_text(encoding="utf-8")
+        text = native_log.read_text(encoding="utf-8")
+        assert "'tf.StaticRegexReplace' op is neither a custom op nor a flex op" in text
     finally:
         native_log.unlink()
 
