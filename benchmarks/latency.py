@@ -47,7 +47,7 @@ from device_runtime.signature import SIGNATURE_KEY
 
 logger = logging.getLogger(__name__)
 
-# The issue and the LiteRT docs call ai_edge_litert "litert"; accept both spellings.
+# The LiteRT docs call ai_edge_litert "litert"; accept both spellings.
 SAVED_MODEL_DIR = "saved_model"  # train's export layout: DIR/saved_model beside DIR/model.tflite
 PARITY_SUFFIX = ".parity.json"
 # A safety stop for --min-seconds with very fast configurations.

@@ -54,7 +54,7 @@ _ELF_MACHINE_FAMILIES = {3: "x86", 62: "x86", 40: "arm", 183: "arm"}
 
 @dataclasses.dataclass(frozen=True)
 class Machine:
-    """The machine block of a report (see benchmarks/README.md for each field)."""
+    """The machine block of a report (see docs/benchmarks.md for each field)."""
 
     cpu_model: Optional[str]
     architecture: str

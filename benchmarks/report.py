@@ -1,7 +1,7 @@
 """The benchmark's results and their four forms: table, JSON, CSV and plot.
 
 The JSON schema (version `SCHEMA_VERSION`) is documented field by field in
-benchmarks/README.md; a test checks that every field written is documented
+docs/benchmarks.md; a test checks that every field written is documented
 there with the same type. Changing a field's meaning or removing one means a
 new schema version.
 """
@@ -33,7 +33,7 @@ class Record:
     """The figures of one configuration (model x backend x threads x method x candidates).
 
     Times are microseconds, sizes bytes; figures that do not apply or could not
-    be measured are None (see benchmarks/README.md for every field).
+    be measured are None (see docs/benchmarks.md for every field).
     """
 
     model: str
@@ -93,7 +93,7 @@ class LatencyReport:
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        """Returns the JSON document (schema in benchmarks/README.md)."""
+        """Returns the JSON document (schema in docs/benchmarks.md)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "kind": REPORT_KIND,

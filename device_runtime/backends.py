@@ -36,7 +36,7 @@ T = TypeVar("T")
 INSTALL_HINT = 'pip install ai-edge-litert (or, where LiteRT has no wheel, pip install tflite-runtime "numpy<2")'
 
 # What turning the default delegate off costs, measured on x86_64
-# with a dynamic-range int8 model (see README, "Backends").
+# with a dynamic-range int8 model (see docs/device-runtime.md, "Backends").
 DELEGATE_FALLBACK_COST = "3x to 6.5x slower on the kit's MovieLens model (measured on x86_64)"
 
 _OP_VERSION_PATTERN = re.compile(r"Didn't find op for builtin opcode '(?P<op>\w+)' version '(?P<version>\d+)'")

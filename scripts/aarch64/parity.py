@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-# The bound for float32 across architectures (the converter allows 1e-4
+# The kit's bound for float32 across architectures (the converter allows 1e-4
 # against the SavedModel; the same file on two CPUs should agree far closer).
 FLOAT32_MAX_ABS_DIFF = 1e-5
 FLOAT32_QUANTIZATIONS = ("none", "unknown")
