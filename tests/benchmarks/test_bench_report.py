@@ -1,4 +1,4 @@
-"""The outputs: JSON against the schema documented in benchmarks/README.md, CSV, plot, table."""
+"""The outputs: JSON against the schema documented in docs/benchmarks.md, CSV, plot, table."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from benchmarks import LatencySettings, Method, OutputError, run_latency
 from benchmarks import report as report_module
 from benchmarks.report import format_table, write_csv, write_json, write_plot
 
-README = Path(__file__).resolve().parents[2] / "benchmarks" / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 JSON_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "object": dict}
 
 
