@@ -33,7 +33,7 @@ from benchmarks.config import (
 from benchmarks.errors import BenchmarkError
 from benchmarks.latency import run_latency
 from benchmarks.report import check_output_path, format_table, matplotlib_available, write_csv, write_json, write_plot
-from device_runtime.errors import DeviceRuntimeError
+from device_runtime.errors import DeviceRuntimeError, one_line
 
 EXIT_USAGE = 2
 
@@ -169,7 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             write_plot(report, args.plot)
         print(format_table(report))
     except (BenchmarkError, DeviceRuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -40,14 +40,14 @@ from benchmarks.subjects import (
     tensorflow_installed,
 )
 from device_runtime.backends import AUTO_ORDER, Backend, import_backend, parse_backend
-from device_runtime.errors import DeviceRuntimeError
+from device_runtime.errors import DeviceRuntimeError, one_line
 from device_runtime.flatbuffer import read_flatbuffer
 from device_runtime.manifest import read_manifest
 from device_runtime.signature import SIGNATURE_KEY
 
 logger = logging.getLogger(__name__)
 
-# The issue and the LiteRT docs call ai_edge_litert "litert"; accept both spellings.
+# The LiteRT docs call ai_edge_litert "litert"; accept both spellings.
 SAVED_MODEL_DIR = "saved_model"  # train's export layout: DIR/saved_model beside DIR/model.tflite
 PARITY_SUFFIX = ".parity.json"
 # A safety stop for --min-seconds with very fast configurations.
@@ -428,7 +428,7 @@ def _load_all(configurations: Sequence[Configuration], settings: LatencySettings
             outcome.scores = outcome.loaded.subject.scores()
         except (DeviceRuntimeError, BenchmarkError) as error:
             outcome.loaded = None
-            outcome.error = " ".join(str(error).split())
+            outcome.error = one_line(error)
             # said once per model and backend: the reason is the same for all its configurations
             failure = f"{_source(configuration).name} on {configuration.backend} failed: {outcome.error}"
             notes.append(failure)

@@ -54,7 +54,7 @@ _ELF_MACHINE_FAMILIES = {3: "x86", 62: "x86", 40: "arm", 183: "arm"}
 
 @dataclasses.dataclass(frozen=True)
 class Machine:
-    """The machine block of a report (see benchmarks/README.md for each field)."""
+    """The machine block of a report (see docs/benchmarks.md for each field)."""
 
     cpu_model: Optional[str]
     architecture: str
@@ -135,7 +135,7 @@ def detect_emulation(
     """Tells whether this Python runs under user-mode emulation (qemu-user).
 
     qemu-user reports the guest architecture from uname(), so platform.machine()
-    alone cannot tell. The signs, strongest first (after scripts/aarch64/detect.py):
+    alone cannot tell. The signs, strongest first:
 
     1. /proc/cpuinfo describes another architecture than Python runs as
        (qemu <= 8.0 passes the host's file through).

@@ -1,7 +1,7 @@
 """The benchmark's results and their four forms: table, JSON, CSV and plot.
 
 The JSON schema (version `SCHEMA_VERSION`) is documented field by field in
-benchmarks/README.md; a test checks that every field written is documented
+docs/benchmarks.md; a test checks that every field written is documented
 there with the same type. Changing a field's meaning or removing one means a
 new schema version.
 """
@@ -13,8 +13,6 @@ import dataclasses
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +20,7 @@ from benchmarks.config import LatencySettings, Method
 from benchmarks.errors import OutputError
 from benchmarks.machine import Machine
 from benchmarks.stats import MIN_RUNS_FOR_STABLE_P99
+from device_runtime.files import write_atomically
 
 SCHEMA_VERSION = 1
 REPORT_KIND = "ranking-kit latency benchmark"
@@ -34,7 +33,7 @@ class Record:
     """The figures of one configuration (model x backend x threads x method x candidates).
 
     Times are microseconds, sizes bytes; figures that do not apply or could not
-    be measured are None (see benchmarks/README.md for every field).
+    be measured are None (see docs/benchmarks.md for every field).
     """
 
     model: str
@@ -94,7 +93,7 @@ class LatencyReport:
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        """Returns the JSON document (schema in benchmarks/README.md)."""
+        """Returns the JSON document (schema in docs/benchmarks.md)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "kind": REPORT_KIND,
@@ -118,27 +117,16 @@ class LatencyReport:
 # --- files ---------------------------------------------------------------------
 
 
-def write_atomic(path: Path, content: bytes) -> None:
-    """Writes `content` to a temporary file beside `path`, then renames it.
+def _write(path: Path, content: bytes) -> None:
+    """Writes a report file atomically (device_runtime.files).
 
     Raises:
         OutputError: the folder is missing or not writable.
     """
-    path = Path(path)
     try:
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as file:
-            file.write(content)
-            temporary = Path(file.name)
-        os.chmod(temporary, 0o666 & ~_umask())  # the temporary file is private; the report is not
-        os.replace(temporary, path)
+        write_atomically(path, content)
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def check_output_path(path: Path, option: str) -> None:
@@ -157,7 +145,7 @@ def check_output_path(path: Path, option: str) -> None:
 def write_json(report: LatencyReport, path: Path) -> None:
     """Writes the JSON document atomically."""
     text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
-    write_atomic(path, (text + "\n").encode("utf-8"))
+    _write(path, (text + "\n").encode("utf-8"))
 
 
 def write_csv(report: LatencyReport, path: Path) -> None:
@@ -174,7 +162,7 @@ def write_csv(report: LatencyReport, path: Path) -> None:
         row = {key: "" if value is None else value for key, value in dataclasses.asdict(record).items()}
         row.update({key: "" if value is None else value for key, value in machine_columns.items()})
         writer.writerow(row)
-    write_atomic(path, buffer.getvalue().encode("utf-8"))
+    _write(path, buffer.getvalue().encode("utf-8"))
 
 
 def matplotlib_available() -> bool:
@@ -228,7 +216,7 @@ def write_plot(report: LatencyReport, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    write_atomic(path, buffer.getvalue())
+    _write(path, buffer.getvalue())
 
 
 # --- table ---------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Summary statistics of latency samples, defined so they can be checked by hand.
 
-Definitions (documented in benchmarks/README.md):
+Definitions (documented in docs/benchmarks.md):
 - median: the middle sample, or the mean of the two middle samples for an even count;
 - p90 / p99: nearest rank, i.e. the smallest sample such that at least 90 % / 99 %
   of all samples are less than or equal to it (always an observed value);

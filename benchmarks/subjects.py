@@ -27,6 +27,7 @@ from benchmarks.config import TOP_K, Method
 from benchmarks.errors import BenchmarkError
 from device_runtime import Ranker
 from device_runtime.backends import Backend, Delegates, open_interpreter
+from device_runtime.errors import one_line
 from device_runtime.flatbuffer import read_flatbuffer
 from device_runtime.signature import (
     ITEM_INPUT,
@@ -368,7 +369,7 @@ def open_saved_model(
     try:
         loaded = tf.saved_model.load(str(path))
     except (OSError, ValueError, RuntimeError, tf.errors.OpError) as error:
-        raise BenchmarkError(f"TensorFlow cannot load the SavedModel {path}: {' '.join(str(error).split())}") from None
+        raise BenchmarkError(f"TensorFlow cannot load the SavedModel {path}: {one_line(error)}") from None
     if signature_key not in loaded.signatures:
         found = ", ".join(loaded.signatures) or "none"
         raise BenchmarkError(f"the SavedModel {path} has no signature {signature_key!r} (found: {found})")

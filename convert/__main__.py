@@ -8,23 +8,27 @@ parity data). Expected mistakes print one line, never a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 from convert.config import ConversionConfig, Quantization, Tolerances, DEFAULT_RANKING_USERS
 from convert.errors import ConversionError, ConvertError, InputError, ValidationError
-from convert.summary import describe, markdown_tables
+from convert.summary import describe, markdown_tables, report_problem
 from convert.targets import TARGETS, Target
+from device_runtime.errors import one_line
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_BAD_INPUT = 2
+# How much of TensorFlow's last native message a failure line quotes; its info lines say nothing of a failure.
+NATIVE_LINE_CHARS = 160
+_NATIVE_INFO_LINE = re.compile(r"I\d{4} \d\d:\d\d:")  # e.g. "I0000 00:00:1796282290.17 port.cc:153] ..."
 
 _MODES = [q.value for q in Quantization if q is not Quantization.FULL_INT8]
 
@@ -86,30 +90,67 @@ def _tolerances(items: Sequence[str], mode: Quantization) -> Optional[Tolerances
     return DEFAULT_TOLERANCES[mode].replace(overrides)
 
 
-@contextlib.contextmanager
-def _native_output_captured(enabled: bool) -> Iterator[None]:
-    """Sends TensorFlow's C++ log lines (written straight to file descriptor 2) to a temporary file.
+class _NativeOutput:
+    """TensorFlow's C++ log lines (written straight to file descriptor 2), kept in a file while converting.
 
     Python's own stderr keeps pointing at the terminal, so messages and
-    tracebacks still show. The captured lines are dropped on success.
+    tracebacks still show. On success the file is deleted; when the conversion
+    fails, `keep()` leaves it in place and says where it is.
     """
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    terminal = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
-    original_stderr = sys.stderr
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        sys.stderr = terminal
-        try:
-            yield
-        finally:
-            sys.stderr = original_stderr
-            os.dup2(saved, 2)
-            os.close(saved)
-            terminal.close()
+
+    def __init__(self, enabled: bool):
+        self._enabled = enabled
+        self.path: Optional[Path] = None
+        self._saved_fd: Optional[int] = None
+
+    def __enter__(self) -> "_NativeOutput":
+        if not self._enabled:
+            return self
+        sys.stderr.flush()
+        descriptor, name = tempfile.mkstemp(prefix="convert-tensorflow-", suffix=".log")
+        self.path = Path(name)
+        self._saved_fd = os.dup(2)
+        self._terminal = os.fdopen(os.dup(self._saved_fd), "w", buffering=1, encoding="utf-8", errors="replace")
+        self._original_stderr = sys.stderr
+        os.dup2(descriptor, 2)
+        os.close(descriptor)
+        sys.stderr = self._terminal
+        # Log handlers made earlier hold the old stderr object, which now writes to the file.
+        handlers = logging.getLogger().handlers
+        self._handlers = [h for h in handlers if getattr(h, "stream", None) is self._original_stderr]
+        for handler in self._handlers:
+            handler.setStream(self._terminal)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._saved_fd is None:
+            return
+        sys.stderr = self._original_stderr
+        for handler in self._handlers:
+            handler.setStream(self._original_stderr)
+        os.dup2(self._saved_fd, 2)
+        os.close(self._saved_fd)
+        self._saved_fd = None
+        self._terminal.close()
+
+    def keep(self) -> str:
+        """Keeps the captured lines; returns a clause naming the file, or "" when nothing was captured."""
+        if self.path is None or not self.path.is_file():
+            return ""
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        lines = [line for line in text.splitlines() if line.strip() and not _NATIVE_INFO_LINE.match(line)]
+        if not lines:
+            self.discard()
+            return ""
+        kept, self.path = self.path, None  # so that `discard` leaves it
+        last = one_line(lines[-1], NATIVE_LINE_CHARS)
+        return f"; TensorFlow said: {last!r} (all {len(lines)} of its native messages are in {kept})"
+
+    def discard(self) -> None:
+        """Deletes the captured lines unless `keep` kept them."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -123,6 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    native = _NativeOutput(enabled=not args.verbose)
     try:
         from convert.config import parse_quantization
         from convert.convert import convert_saved_model
@@ -141,7 +183,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             model_name=args.model_name,
             embed_vocabularies=not args.hash_vocabularies_only,
         )
-        with _native_output_captured(enabled=not args.verbose):
+        with native:
             result = convert_saved_model(Path(args.saved_model), Path(args.out), config)
     except ValidationError as error:
         if error.result is not None:
@@ -151,12 +193,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         kept = f"; the file was kept as {error.result.tflite_path}" if error.result is not None else ""
         print(f"error: {args.out} was not written: {len(error.failures)} check(s) failed{kept}", file=sys.stderr)
         return EXIT_REJECTED
-    except ConversionError as error:
-        return _fail(str(error), EXIT_REJECTED)
+    except ConversionError as error:  # the converter failed: its native messages say why
+        return _fail(str(error) + native.keep(), EXIT_REJECTED)
     except ConvertError as error:
         return _fail(str(error))
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except Exception:  # a bug: the traceback follows, with where the native messages are
+        saved = native.keep()
+        if saved:
+            print(f"error: the conversion crashed{saved}", file=sys.stderr)
+        raise
+    finally:
+        native.discard()
     print("\n".join(describe(result.to_dict())))
     return EXIT_OK
 
@@ -168,14 +217,15 @@ def _print_tables(paths: Sequence[str]) -> int:
             reports.append(json.loads(Path(name).read_text(encoding="utf-8")))
         except (OSError, ValueError) as error:
             return _fail(f"cannot read report {name} ({error}); pass MODEL.parity.json files written by python -m convert")
-        if not isinstance(reports[-1], dict) or "parity" not in reports[-1]:
-            return _fail(f"{name} is not a report written by python -m convert (no parity figures)")
+        problem = report_problem(reports[-1])
+        if problem:
+            return _fail(f"{name} is not a report written by python -m convert ({problem}); pass MODEL.parity.json")
     sys.stdout.write(markdown_tables(reports))
     return EXIT_OK
 
 
 def _fail(message: str, status: int = EXIT_BAD_INPUT) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {one_line(message)}", file=sys.stderr)
     return status
 
 

@@ -44,6 +44,7 @@ from convert.saved_model import (
 from convert.runtimes import check_target, parity_interpreter, run_everywhere, runtime_disagreements
 from convert.tflite import audit_ops, convert_saved_model_to_flatbuffer, flatbuffer_signature
 from device_runtime.errors import DeviceRuntimeError
+from device_runtime.files import write_atomically
 from device_runtime.flatbuffer import read_flatbuffer
 from device_runtime.manifest import Manifest, read_manifest, vocabulary_sha256
 from device_runtime.signature import SignatureMapping
@@ -448,25 +449,3 @@ def _publish(result: ConversionResult, flatbuffer: bytes, output: Path) -> None:
         logger.info("wrote %s (%d bytes) and %s", output, len(flatbuffer), result.report_path)
     else:
         logger.info("rejected: kept the file as %s", result.tflite_path)
-
-
-def write_atomically(path: Path, payload: bytes) -> None:
-    """Writes to a temporary file beside `path`, then renames it into place."""
-    path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        os.fchmod(descriptor, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current

@@ -14,12 +14,7 @@ import numpy as np
 
 from convert.config import TOP_K, Tolerances
 from convert.results import CheckFailure
-
-
-def rmse(predictions: np.ndarray, targets: np.ndarray) -> float:
-    """Root mean squared error, computed in float64."""
-    difference = np.asarray(predictions, np.float64) - np.asarray(targets, np.float64)
-    return float(np.sqrt(np.mean(difference**2)))
+from train.metrics import rmse
 
 
 def pair_figures(reference: np.ndarray, candidate: np.ndarray, ratings: np.ndarray) -> dict:

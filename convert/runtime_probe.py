@@ -20,13 +20,13 @@ import json
 import statistics
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from device_runtime.backends import Backend, BackendError, import_backend
+from device_runtime.backends import Backend, BackendError, Delegates, create_interpreter, import_backend
+from device_runtime.errors import one_line
 
 LATENCY_WARMUP_RUNS = 2
 LATENCY_RUNS = 30
@@ -64,21 +64,18 @@ def probe_backends(
 
 
 def _probe_package(package, model_path, signature, users, items) -> dict:
-    resolver = package.op_resolver_type
     runs = {}
     load_errors = []
-    for key, resolver_type in (
-        ("with_default_delegates", resolver.AUTO),
-        ("without_default_delegates", resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+    for key, delegates in (
+        ("with_default_delegates", Delegates.DEFAULT),
+        ("without_default_delegates", Delegates.NONE),
     ):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-                interpreter = package.interpreter_class(
-                    model_path=model_path, num_threads=PROBE_THREADS, experimental_op_resolver_type=resolver_type
-                )
+            interpreter = create_interpreter(
+                package, model_path=model_path, num_threads=PROBE_THREADS, delegates=delegates
+            )
         except Exception as error:  # noqa: BLE001 - any load failure is a finding to report
-            load_errors.append(_one_line(error))
+            load_errors.append(_first_sentence(error))
             runs[key] = None
             continue
         runs[key] = _timed_run(interpreter, signature, users, items)
@@ -113,7 +110,7 @@ def _timed_run(interpreter, signature: dict, users, items) -> dict:
             runner(**inputs)
             timings.append((time.perf_counter() - started) * 1000.0)
     except Exception as error:  # noqa: BLE001 - e.g. XNNPACK failing to prepare
-        return {"runs": False, "error": _one_line(error), "latency_ms": None, "scores": None}
+        return {"runs": False, "error": _first_sentence(error), "latency_ms": None, "scores": None}
     if scores.size != len(items) or not np.all(np.isfinite(scores)):
         return {
             "runs": False,
@@ -124,11 +121,11 @@ def _timed_run(interpreter, signature: dict, users, items) -> dict:
     return {"runs": True, "error": None, "latency_ms": statistics.median(timings), "scores": scores.tolist()}
 
 
-def _one_line(error: BaseException) -> str:
+def _first_sentence(error: BaseException) -> str:
     """The error's first sentence on one line (interpreters append advice and node dumps)."""
-    text = " ".join(str(error).split()) or type(error).__name__
+    text = one_line(error)
     first, separator, _ = text.partition(". ")
-    return (first + "." if separator else text)[:_ERROR_CHARS]
+    return one_line(first + "." if separator else text, limit=_ERROR_CHARS)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -22,7 +22,7 @@ from convert.errors import InputError, TargetError
 from convert.results import CheckFailure, DelegateRun, OpInfo, RuntimeCheck, TargetCheck
 from convert.targets import TARGETS, Target
 from convert.tflite import target_op_problems
-from device_runtime.backends import Backend, import_backend
+from device_runtime.backends import Backend, Delegates, create_interpreter, import_backend
 from device_runtime.signature import SignatureMapping
 
 RUNTIME_PROBE_TIMEOUT_SECONDS = 300
@@ -146,10 +146,12 @@ def parity_interpreter(model_path: Path, mapping: SignatureMapping, runtimes: Se
         for check in runtimes:
             if check.runtime != backend.value or os.path.realpath(check.python) != here or not check.runs:
                 continue
-            package = import_backend(backend)
             with_delegates = check.with_default_delegates is not None and check.with_default_delegates.runs
-            resolver = package.op_resolver_type.AUTO if with_delegates else package.op_resolver_type.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-            interpreter = package.interpreter_class(model_path=str(model_path), experimental_op_resolver_type=resolver)
+            interpreter = create_interpreter(
+                import_backend(backend),
+                model_path=model_path,
+                delegates=Delegates.DEFAULT if with_delegates else Delegates.NONE,
+            )
             runner = interpreter.get_signature_runner(mapping.signature_key)
             label = f"{check.label} ({'default delegates' if with_delegates else 'builtin kernels only'})"
             return TfliteScorer(runner, mapping), label

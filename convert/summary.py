@@ -8,9 +8,40 @@ README's figures come from the tool.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 KB = 1024
+# What `markdown_tables` reads from each report's "parity" figures, and its other fields.
+PARITY_FIGURES = (
+    "pairs", "max_abs_diff", "mean_abs_diff", "rmse_saved_model", "rmse_tflite", "rmse_diff",
+    "ranking_users", "ranking_movies", "top10_overlap", "top10_overlap_min", "kendall_tau", "kendall_tau_min",
+)
+REPORT_FIELDS = {"quantization": str, "size_bytes": int, "accepted": bool, "tolerances": dict, "runtimes": list,
+                 "failures": list}
+RUNTIME_FIELDS = ("runtime", "version", "loads", "load_error", "candidates")
+
+
+def report_problem(report) -> Optional[str]:
+    """What keeps `report` from being tabulated (a missing or malformed field), or None when it can be."""
+    if not isinstance(report, dict):
+        return f"it holds a JSON {type(report).__name__}, not an object"
+    parity = report.get("parity")
+    if not isinstance(parity, dict):
+        return "it has no parity figures"
+    missing = [name for name in PARITY_FIGURES if not _is_number(parity.get(name))]
+    if missing:
+        return f"its parity figures lack {', '.join(missing)}"
+    wrong = [name for name, kind in REPORT_FIELDS.items() if not isinstance(report.get(name), kind)]
+    if wrong:
+        return f"it lacks {', '.join(wrong)}"
+    for field, keys in (("runtimes", RUNTIME_FIELDS), ("failures", ("check",))):
+        if not all(isinstance(entry, dict) and all(key in entry for key in keys) for entry in report[field]):
+            return f"an entry of its {field} lacks one of {', '.join(keys)}"
+    return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def describe(report: dict) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -19,9 +18,10 @@ from convert.errors import ConversionError, ModelSignatureError, UnsupportedOpsE
 from convert.results import OpInfo
 from convert.saved_model import import_tensorflow
 from convert.targets import TargetSpec
-from device_runtime.errors import DeviceRuntimeError, SignatureError
+from device_runtime.backends import Backend, BackendError, Delegates, create_interpreter, import_backend
+from device_runtime.errors import DeviceRuntimeError, SignatureError, one_line
 from device_runtime.flatbuffer import read_flatbuffer
-from device_runtime.signature import SignatureMapping, resolve_signature, specs_from_interpreter_details
+from device_runtime.signature import SignatureMapping, resolve_signature, signatures_from_interpreter
 
 logger = logging.getLogger(__name__)
 
@@ -259,31 +259,24 @@ def flatbuffer_signature(
         ConversionError: no interpreter can open the file.
     """
     interpreter = _open_interpreter(model_path)
-    signatures = {}
     try:
-        for key in interpreter.get_signature_list():
-            runner = interpreter.get_signature_runner(key)
-            signatures[key] = {
-                "inputs": specs_from_interpreter_details(runner.get_input_details()),
-                "outputs": specs_from_interpreter_details(runner.get_output_details()),
-            }
-        return resolve_signature(signatures, user_input=user_input, item_input=item_input, signature_key=signature_key)
+        return resolve_signature(
+            signatures_from_interpreter(interpreter, signature_key),
+            user_input=user_input,
+            item_input=item_input,
+            signature_key=signature_key,
+        )
     except SignatureError as error:
         raise ModelSignatureError(f"the converted .tflite: {error}") from None
 
 
 def _open_interpreter(model_path: Path):
     try:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    except ImportError:
-        tf = import_tensorflow()
-        Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+        package = import_backend(Backend.LITERT)
+    except BackendError:
+        import_tensorflow()  # with the kit's environment settings, before tf.lite is imported
+        package = import_backend(Backend.TENSORFLOW)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-            return Interpreter(
-                model_path=str(model_path),
-                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            )
+        return create_interpreter(package, model_path=model_path, delegates=Delegates.NONE)
     except (RuntimeError, ValueError, SystemError) as error:
-        raise ConversionError(f"no interpreter can open the converted model: {error}") from None
+        raise ConversionError(f"no interpreter can open the converted model: {one_line(error)}") from None

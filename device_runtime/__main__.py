@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from device_runtime.backends import Backend
-from device_runtime.errors import DeviceRuntimeError
+from device_runtime.errors import DeviceRuntimeError, one_line
 from device_runtime.ranker import Ranker, RankerInfo
 
 EXIT_USAGE = 2
@@ -63,10 +63,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Runs the command line; returns the exit code."""
+    """Runs the command line; returns the exit code.
+
+    Only the user's own mistakes (the runtime's typed errors and this command's
+    checks of its options) exit 2 with one line; anything else is a bug and
+    keeps its traceback.
+    """
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
+        _check_options(args)
         ranker = Ranker(
             args.model,
             num_threads=args.threads,
@@ -79,10 +85,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _print_info(ranker.info(), args.json)
         else:
             _rank(ranker, args)
-    except (DeviceRuntimeError, _UsageError, TypeError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (DeviceRuntimeError, _UsageError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     return 0
+
+
+def _check_options(args) -> None:
+    """Refuses option values the Ranker would refuse, in the command line's own words."""
+    if args.threads is not None and args.threads < 1:
+        raise _UsageError(f"--threads must be at least 1, got {args.threads}")
+    for option, value in (("--user-input", args.user_input), ("--item-input", args.item_input)):
+        if value is not None:
+            _check_text(value, option, "a signature input name")
+    if args.command == "rank":
+        if args.top_k < 1:
+            raise _UsageError(f"--top-k must be at least 1, got {args.top_k}")
+        _check_text(args.user, "--user", "a user id such as 42")
+        for title in args.candidate or ():
+            _check_text(title, "--candidate", "a movie title", allow_empty=True)
+
+
+def _check_text(value: str, option: str, example: str, allow_empty: bool = False) -> None:
+    if not value and not allow_empty:
+        raise _UsageError(f"{option} is empty; pass {example}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # bytes the terminal could not decode reach argv as lone surrogates
+        raise _UsageError(f"{option} {value!r} is not valid UTF-8 text; pass {example} in UTF-8") from None
 
 
 def _candidates(ranker: Ranker, args) -> list[str]:
@@ -115,8 +145,6 @@ def _candidates(ranker: Ranker, args) -> list[str]:
 
 
 def _rank(ranker: Ranker, args) -> None:
-    if args.top_k < 1:
-        raise _UsageError(f"--top-k must be at least 1, got {args.top_k}")
     candidates = _candidates(ranker, args)
     ranked = ranker.rank(args.user, candidates, k=args.top_k)
     vocabularies = ranker.has_vocabularies

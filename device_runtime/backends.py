@@ -19,12 +19,14 @@ import dataclasses
 import enum
 import importlib
 import logging
+import os
 import re
-from typing import Any, Callable, Optional, TypeVar
+import warnings
+from typing import Any, Callable, Optional, TypeVar, Union
 
 import numpy as np
 
-from device_runtime.errors import BackendError, DeviceRuntimeError, ModelLoadError
+from device_runtime.errors import BackendError, DeviceRuntimeError, ModelLoadError, one_line
 from device_runtime.flatbuffer import FlatbufferModel
 
 logger = logging.getLogger(__name__)
@@ -34,12 +36,16 @@ T = TypeVar("T")
 INSTALL_HINT = 'pip install ai-edge-litert (or, where LiteRT has no wheel, pip install tflite-runtime "numpy<2")'
 
 # What turning the default delegate off costs, measured on x86_64
-# with a dynamic-range int8 model (see README, "Backends").
+# with a dynamic-range int8 model (see docs/device-runtime.md, "Backends").
 DELEGATE_FALLBACK_COST = "3x to 6.5x slower on the kit's MovieLens model (measured on x86_64)"
 
 _OP_VERSION_PATTERN = re.compile(r"Didn't find op for builtin opcode '(?P<op>\w+)' version '(?P<version>\d+)'")
 _CUSTOM_OP_PATTERN = re.compile(r"Didn't find (?:custom op for name|op for custom opcode) '(?P<op>[^']+)'")
 _DELEGATE_FAILURE_MARKERS = ("xnnpack", "delegate")
+# A model with Flex ops fails naming "the Flex delegate", which no fallback provides.
+_FLEX_FAILURE_MARKER = "select tensorflow op"
+# tf.lite.Interpreter warns on every creation that LiteRT replaces it; the kit knows.
+_TF_LITE_DEPRECATION = r".*tf\.lite\.Interpreter is deprecated"
 
 
 class Backend(str, enum.Enum):
@@ -143,6 +149,47 @@ def import_backend(backend: Backend) -> BackendPackage:
     raise BackendError(f"backend {backend.value!r} is not a concrete interpreter package")
 
 
+def create_interpreter(
+    package: BackendPackage,
+    *,
+    model_path: Union[str, os.PathLike, None] = None,
+    model_content: Optional[bytes] = None,
+    num_threads: Optional[int] = None,
+    delegates: Delegates = Delegates.DEFAULT,
+) -> Any:
+    """Creates `package`'s Interpreter for a model file or its bytes: the kit's one way to open one.
+
+    Args:
+        package: the interpreter package (see `import_backend`).
+        model_path / model_content: the model, as a path or as bytes (exactly one).
+        num_threads: interpreter threads; None keeps the package's default.
+        delegates: NONE builds the interpreter with builtin kernels only
+            (`BUILTIN_WITHOUT_DEFAULT_DELEGATES`); DEFAULT lets the package apply
+            its default delegates (XNNPACK on LiteRT).
+
+    Returns:
+        The package's Interpreter, not yet allocated.
+
+    Raises:
+        ValueError, RuntimeError, SystemError: whatever the package raises when it
+            refuses the model; each caller words that for its own users.
+    """
+    if (model_path is None) == (model_content is None):
+        raise TypeError("give exactly one of model_path and model_content")
+    options: dict[str, Any] = {}
+    if model_path is not None:
+        options["model_path"] = os.fspath(model_path)
+    else:
+        options["model_content"] = model_content
+    if num_threads is not None:
+        options["num_threads"] = num_threads
+    if delegates is Delegates.NONE:
+        options["experimental_op_resolver_type"] = package.op_resolver_type.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_TF_LITE_DEPRECATION, category=UserWarning)
+        return package.interpreter_class(**options)
+
+
 def open_interpreter(
     content: bytes,
     model: FlatbufferModel,
@@ -225,8 +272,8 @@ def _open_with(package, content, model, source, prepare, num_threads, delegates)
         raise
     except (RuntimeError, ValueError) as error:
         if not is_delegate_failure(error):
-            raise ModelLoadError(f"{_label(package)} could not run {source}: {_one_line(error)}") from None
-        reason = _one_line(error)
+            raise ModelLoadError(f"{_label(package)} could not run {source}: {one_line(error)}") from None
+        reason = one_line(error)
         del interpreter  # never hand out the half-prepared one
         interpreter = _create(package, content, model, source, num_threads, Delegates.NONE)
         prepared = _run_prepare(prepare, interpreter, source, package)
@@ -246,7 +293,7 @@ def fallback_message(source: str, reason: str) -> str:
 def is_delegate_failure(error: BaseException) -> bool:
     """True when an interpreter error comes from a delegate failing to prepare."""
     text = str(error).lower()
-    return any(marker in text for marker in _DELEGATE_FAILURE_MARKERS)
+    return any(marker in text for marker in _DELEGATE_FAILURE_MARKERS) and _FLEX_FAILURE_MARKER not in text
 
 
 def _run_prepare(prepare, interpreter, source, package):
@@ -255,24 +302,19 @@ def _run_prepare(prepare, interpreter, source, package):
     except DeviceRuntimeError:
         raise
     except (RuntimeError, ValueError) as error:
-        raise ModelLoadError(f"{_label(package)} could not run {source}: {_one_line(error)}") from None
+        raise ModelLoadError(f"{_label(package)} could not run {source}: {one_line(error)}") from None
 
 
 def _create(package: BackendPackage, content, model, source, num_threads, delegates):
     if _built_for_numpy1(package) and _numpy_major() >= 2:
         # Known to fail (with numpy's long warning on stderr), so do not even try.
         raise _BackendCannotLoad(_numpy2_message(package))
-    options = {}
-    if num_threads is not None:
-        options["num_threads"] = num_threads
-    if delegates is Delegates.NONE:
-        options["experimental_op_resolver_type"] = package.op_resolver_type.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        return package.interpreter_class(model_content=content, **options)
+        return create_interpreter(package, model_content=content, num_threads=num_threads, delegates=delegates)
     except SystemError as error:
         if package.backend is Backend.TFLITE_RUNTIME and _numpy_major() >= 2:
             raise _BackendCannotLoad(_numpy2_message(package)) from None
-        raise ModelLoadError(f"{_label(package)} could not load {source}: {_one_line(error)}") from None
+        raise ModelLoadError(f"{_label(package)} could not load {source}: {one_line(error)}") from None
     except (ValueError, RuntimeError) as error:
         raise _diagnose(error, package, model, source) from None
 
@@ -295,7 +337,7 @@ def _diagnose(error: BaseException, package: BackendPackage, model: FlatbufferMo
         flex = any(code.is_flex for code in model.operator_codes)
         hint = "convert with builtin ops only (no SELECT_TF_OPS)" if flex else "convert with builtin ops only"
         return ModelLoadError(f"{source} uses the custom op {match['op']!r}, which {_label(package)} lacks; {hint}")
-    return ModelLoadError(f"{_label(package)} could not load {source}: {_one_line(error)}")
+    return ModelLoadError(f"{_label(package)} could not load {source}: {one_line(error)}")
 
 
 # The last tflite-runtime release; every release up to it was built against numpy 1.
@@ -325,7 +367,3 @@ def _label(package: BackendPackage) -> str:
 
 def _numpy_major() -> int:
     return int(np.__version__.split(".")[0])
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Union
 
 
-def write_atomically(path: Union[str, os.PathLike], content: Union[bytes, str]) -> None:
+def write_atomically(path: Union[str, os.PathLike], content: Union[bytes, str], *, executable: bool = False) -> None:
     """Writes `content` (bytes, or text as UTF-8) to `path` via a temporary file and a rename.
 
     Args:
         path: the file to create or replace; its folder must exist.
         content: the whole new content.
+        executable: also give the execute permissions the umask allows (for scripts).
 
     Raises:
         OSError: the folder is missing or not writable (nothing is left behind).
@@ -28,7 +29,7 @@ def write_atomically(path: Union[str, os.PathLike], content: Union[bytes, str]) 
     data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(descriptor, 0o666 & ~current_umask())
+        os.fchmod(descriptor, (0o777 if executable else 0o666) & ~current_umask())
         with os.fdopen(descriptor, "wb") as stream:
             stream.write(data)
             stream.flush()

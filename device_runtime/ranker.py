@@ -30,7 +30,7 @@ from device_runtime.backends import (
     open_interpreter,
     parse_backend,
 )
-from device_runtime.errors import BackendError, ManifestError, ModelLoadError, UnknownIdError
+from device_runtime.errors import BackendError, ManifestError, ModelLoadError, UnknownIdError, one_line
 from device_runtime.flatbuffer import FlatbufferModel, read_flatbuffer
 from device_runtime.manifest import Manifest, read_manifest
 from device_runtime.signature import SIGNATURE_KEY, SignatureMapping, resolve_signature, signatures_from_interpreter
@@ -347,7 +347,7 @@ class Ranker:
             return self._session.run(users, movies)
         except (RuntimeError, ValueError) as error:
             self._session.forget_size()
-            reason = " ".join(str(error).split())
+            reason = one_line(error)
             if self._loaded.delegates is not Delegates.DEFAULT or not is_delegate_failure(error):
                 raise self._call_failed(len(users), reason) from None
         # A delegate that prepared at load time refused this batch size: replace
@@ -359,7 +359,7 @@ class Ranker:
             return self._session.run(users, movies)
         except (RuntimeError, ValueError) as error:
             self._session.forget_size()
-            raise self._call_failed(len(users), " ".join(str(error).split())) from None
+            raise self._call_failed(len(users), one_line(error)) from None
 
     def _call_failed(self, count: int, reason: str) -> BackendError:
         return BackendError(

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from device_runtime.errors import one_line
 from scripts.aarch64 import rootfs, wheels
 from scripts.aarch64.errors import CheckFailedError, EmulationError
 from scripts.aarch64.pipeline import DEFAULT_PARITY_USERS, RunResult, Settings, Step, default_cache_dir, run
@@ -125,10 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         result = run(settings)
     except CheckFailedError as error:
-        print(f"aarch64 check FAILED: {error}", file=sys.stderr)
+        print(f"aarch64 check FAILED: {one_line(error)}", file=sys.stderr)
         return EXIT_FAILED
     except EmulationError as error:
-        print(f"aarch64 check cannot run: {error}", file=sys.stderr)
+        print(f"aarch64 check cannot run: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("aarch64 check interrupted", file=sys.stderr)

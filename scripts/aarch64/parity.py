@@ -32,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-# The bound for float32 across architectures (the converter allows 1e-4
+from train.metrics import rmse
+
+# The kit's bound for float32 across architectures (the converter allows 1e-4
 # against the SavedModel; the same file on two CPUs should agree far closer).
 FLOAT32_MAX_ABS_DIFF = 1e-5
 FLOAT32_QUANTIZATIONS = ("none", "unknown")
@@ -100,7 +102,7 @@ def difference_figures(reference: np.ndarray, candidate: np.ndarray) -> dict:
         return {"max_abs_diff": math.inf, "mean_abs_diff": math.inf, "rms_diff": math.inf, "rmse_diff": math.inf,
                 "worst_user": None, "worst_movie": None}
     worst = np.unravel_index(int(np.argmax(difference)), difference.shape)
-    rms = float(np.sqrt(np.mean(difference**2)))
+    rms = rmse(candidate, reference)
     return {
         "max_abs_diff": float(difference.max()),
         "mean_abs_diff": float(difference.mean()),

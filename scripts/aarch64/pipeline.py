@@ -23,12 +23,12 @@ import logging
 import os
 import shlex
 import shutil
-import stat
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from device_runtime.files import write_atomically
 from scripts.aarch64 import host, rootfs, wheels
 from scripts.aarch64.errors import CheckFailedError, SettingsError
 
@@ -210,10 +210,7 @@ def write_guest_wrapper(bin_dir: Path, root: Path, cpu: rootfs.CpuModel) -> Path
     program = shlex.quote(str(rootfs.guest_python(root)))
     script = f'#!/bin/sh\nexec {prefix} -0 "$0" {program} "$@"\n'
     first = bin_dir / GUEST_PYTHON_NAMES[0]
-    temporary = bin_dir / f".{first.name}.{os.getpid()}"
-    temporary.write_text(script, encoding="utf-8")
-    temporary.chmod(temporary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    os.replace(temporary, first)
+    write_atomically(first, script, executable=True)
     for name in GUEST_PYTHON_NAMES[1:]:
         link = bin_dir / name
         if link.is_symlink() or link.exists():
@@ -294,10 +291,7 @@ def run(settings: Settings, environ: Mapping[str, str] = os.environ) -> RunResul
     }
     result = RunResult(tuple(steps), tuple(parity_results), tuple(skipped), environment,
                        time.monotonic() - start, str(work))
-    summary = work / "summary.json"
-    temporary = summary.with_name(".summary.json.tmp")
-    temporary.write_text(json.dumps(result.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary, summary)
+    write_atomically(work / "summary.json", json.dumps(result.to_dict(), indent=1, ensure_ascii=False))
     return result
 
 

@@ -23,6 +23,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from device_runtime.files import write_atomically
 from scripts.aarch64.errors import BuildError, NetworkError, SettingsError
 from scripts.aarch64.host import DEBOOTSTRAP, DPKG, QEMU, TIMED_OUT, is_network_failure, run_command
 
@@ -137,9 +138,7 @@ def write_cpuinfo(root: Path, cpu: CpuModel, processors: int | None = None) -> P
     processors = processors or os.cpu_count() or 1
     target = root / "proc" / "cpuinfo"
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".cpuinfo.{os.getpid()}")
-    temporary.write_text(cpuinfo_text(cpu, processors), encoding="ascii")
-    os.replace(temporary, target)
+    write_atomically(target, cpuinfo_text(cpu, processors).encode("ascii"))
     return target
 
 

@@ -6,10 +6,10 @@ score matrices can be compared element by element:
     python -m scripts.aarch64.scores --model M.tflite --backend ai_edge_litert --users 200 --out DIR/NAME
 
 writes DIR/NAME.npy (float32, [users, movies]) and DIR/NAME.json (which users,
-which interpreter, how long). It talks to the interpreter package directly
-(numpy and the package only, plus device_runtime's TensorFlow-free signature
-and manifest readers), so it checks the .tflite and the interpreter, not the
-Ranker, which has its own test suite.
+which interpreter, how long). It opens the interpreter with device_runtime's
+loader (the backend and delegate choice the Ranker makes; numpy and the package
+only, never TensorFlow) and calls the signature runner itself, so it checks the
+.tflite and the interpreter, not the Ranker, which has its own test suite.
 
 Exit codes: 0 scored; 2 a usage or model problem; 3 this interpreter package
 cannot load this model (e.g. an op version it lacks).
@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
+import io
 import json
-import os
 import platform
 import sys
 import time
@@ -31,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from device_runtime.errors import DeviceRuntimeError
-from device_runtime.flatbuffer import read_flatbuffer
+from device_runtime.backends import Backend, Delegates, LoadedInterpreter, open_interpreter
+from device_runtime.errors import DeviceRuntimeError, ModelLoadError, one_line
+from device_runtime.files import write_atomically
+from device_runtime.flatbuffer import FlatbufferModel, read_flatbuffer
 from device_runtime.manifest import read_manifest
-from device_runtime.signature import SignatureMapping, resolve_signature, specs_from_interpreter_details
+from device_runtime.signature import SignatureMapping, resolve_signature, signatures_from_interpreter
 
 EXIT_USAGE = 2
 EXIT_CANNOT_LOAD = 3
@@ -42,7 +43,6 @@ DEFAULT_USERS = 200
 # Rows per invocation: whole users at a time, about this many (user, movie) pairs.
 CHUNK_ROWS = 16384
 DELEGATE_MODES = ("auto", "default", "none")
-_DELEGATE_FAILURE_MARKERS = ("xnnpack", "delegate")
 
 
 class ScoringError(Exception):
@@ -63,16 +63,16 @@ def select_users(users: Sequence[str], count: int) -> list[str]:
     return [users[i] for i in indices]
 
 
-def read_vocabularies(content: bytes, source: str, vocab_dir: Path | None) -> tuple[list[str], list[str], str]:
+def read_vocabularies(model: FlatbufferModel, source: str, vocab_dir: Path | None) -> tuple[list[str], list[str], str]:
     """The model's users and movies and its quantization ("unknown" without a manifest).
 
     The embedded manifest is used when it carries the vocabularies, else
     `vocab_dir`/users.txt and movies.txt (one id per line, UTF-8).
     """
     try:
-        manifest = read_manifest(read_flatbuffer(content, source))
+        manifest = read_manifest(model)
     except DeviceRuntimeError as error:
-        raise ScoringError(str(error)) from None
+        raise ScoringError(one_line(error)) from None
     quantization = manifest.quantization if manifest is not None else "unknown"
     if manifest is not None and manifest.users and manifest.movies:
         return list(manifest.users), list(manifest.movies), quantization
@@ -88,27 +88,6 @@ def read_vocabularies(content: bytes, source: str, vocab_dir: Path | None) -> tu
     return lists[0], lists[1], quantization
 
 
-def open_interpreter(backend: str, content: bytes, threads: int, delegates: bool) -> tuple[Any, str]:
-    """Creates the package's Interpreter; returns it and the package version.
-
-    Raises:
-        ScoringError: the package is not installed.
-        CannotLoadError: the package refuses the model.
-    """
-    try:
-        module = importlib.import_module(f"{backend}.interpreter")
-        version = getattr(importlib.import_module(backend), "__version__", "unknown")
-    except ImportError as error:
-        raise ScoringError(f"interpreter package {backend} is not importable here: {error}") from None
-    options: dict[str, Any] = {"model_content": content, "num_threads": threads}
-    if not delegates:
-        options["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    try:
-        return module.Interpreter(**options), version
-    except (ValueError, RuntimeError, SystemError) as error:
-        raise CannotLoadError(f"{backend} {version} cannot load the model: {_one_line(error)}") from None
-
-
 class _Scorer:
     """One interpreter's serving signature, called with whole users at a time."""
 
@@ -121,19 +100,39 @@ class _Scorer:
         return np.asarray(outputs[self._mapping.output], dtype=np.float32).reshape(-1)
 
 
-def _signature(interpreter: Any) -> SignatureMapping:
-    runner_keys = interpreter.get_signature_list()
-    signatures = {}
-    for key in runner_keys:
-        runner = interpreter.get_signature_runner(key)
-        signatures[key] = {
-            "inputs": specs_from_interpreter_details(runner.get_input_details()),
-            "outputs": specs_from_interpreter_details(runner.get_output_details()),
-        }
+def load_scorer(
+    content: bytes, model: FlatbufferModel, source: str, backend: str, threads: int, delegates: Delegates,
+    fall_back: bool,
+) -> tuple[LoadedInterpreter, _Scorer]:
+    """Opens the model with `backend` (device_runtime's loader), resolves its signature and scores one pair.
+
+    With default delegates, a delegate that cannot run the model is replaced by
+    builtin kernels when `fall_back` holds, else the model counts as not loadable.
+
+    Raises:
+        ScoringError: the package is not installed, or the model has no ranking signature.
+        CannotLoadError: the package cannot load or run the model.
+    """
+
+    def prepare(interpreter: Any) -> _Scorer:
+        scorer = _Scorer(interpreter, resolve_signature(signatures_from_interpreter(interpreter)))
+        blank = np.array([b""], dtype=object)
+        scorer(blank, blank)  # a delegate that cannot run the model fails here
+        return scorer
+
     try:
-        return resolve_signature(signatures)
-    except DeviceRuntimeError as error:
-        raise ScoringError(str(error)) from None
+        loaded, scorer = open_interpreter(
+            content, model, source, prepare, backend=Backend(backend), num_threads=threads, delegates=delegates
+        )
+    except ModelLoadError as error:
+        raise CannotLoadError(one_line(error)) from None
+    except DeviceRuntimeError as error:  # BackendError (not installed), SignatureError
+        raise ScoringError(one_line(error)) from None
+    if loaded.fallback_reason is not None and not fall_back:
+        raise CannotLoadError(
+            f"{backend} {loaded.version} cannot run {source} with its default delegates: {loaded.fallback_reason}"
+        )
+    return loaded, scorer
 
 
 def score_matrix(scorer, users: Sequence[str], movies: Sequence[str]) -> np.ndarray:
@@ -164,23 +163,17 @@ def score_model(
         content = model.read_bytes()
     except OSError as error:
         raise ScoringError(f"cannot read model {model}: {error.strerror}; check the path") from None
-    all_users, movies, quantization = read_vocabularies(content, str(model), vocab_dir)
+    try:
+        flatbuffer = read_flatbuffer(content, str(model))
+    except DeviceRuntimeError as error:
+        raise ScoringError(one_line(error)) from None
+    all_users, movies, quantization = read_vocabularies(flatbuffer, str(model), vocab_dir)
     users = select_users(all_users, users_count)
     use_delegates = delegate_mode == "default" or (delegate_mode == "auto" and quantization != "dynamic-int8")
-    interpreter, version = open_interpreter(backend, content, threads, use_delegates)
-    fallback = None
-    try:
-        mapping = _signature(interpreter)
-        scorer = _Scorer(interpreter, mapping)
-        scorer(np.array([users[0].encode()], dtype=object), np.array([movies[0].encode()], dtype=object))
-    except (ValueError, RuntimeError) as error:
-        if not (use_delegates and delegate_mode == "auto" and _is_delegate_failure(error)):
-            raise CannotLoadError(f"{backend} {version} cannot run the model: {_one_line(error)}") from None
-        fallback = _one_line(error)
-        use_delegates = False
-        interpreter, version = open_interpreter(backend, content, threads, use_delegates)
-        mapping = _signature(interpreter)
-        scorer = _Scorer(interpreter, mapping)
+    loaded, scorer = load_scorer(
+        content, flatbuffer, str(model), backend, threads, Delegates.DEFAULT if use_delegates else Delegates.NONE,
+        fall_back=delegate_mode == "auto",
+    )
     start = time.perf_counter()
     scores = score_matrix(scorer, users, movies)
     seconds = time.perf_counter() - start
@@ -189,9 +182,9 @@ def score_model(
         "model_sha256": hashlib.sha256(content).hexdigest(),
         "quantization": quantization,
         "backend": backend,
-        "backend_version": version,
-        "delegates": "default" if use_delegates else "none",
-        "delegate_fallback": fallback,
+        "backend_version": loaded.version,
+        "delegates": loaded.delegates.value,
+        "delegate_fallback": loaded.fallback_reason,
         "machine": platform.machine(),
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -208,23 +201,11 @@ def write_results(out: Path, scores: np.ndarray, description: dict) -> tuple[Pat
     """Writes OUT.npy and OUT.json atomically; returns their paths."""
     out.parent.mkdir(parents=True, exist_ok=True)
     npy, meta = out.with_name(out.name + ".npy"), out.with_name(out.name + ".json")
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.npy")
-    with open(temporary, "wb") as handle:
-        np.save(handle, scores)
-    os.replace(temporary, npy)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.json")
-    temporary.write_text(json.dumps(description, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(temporary, meta)
+    matrix = io.BytesIO()
+    np.save(matrix, scores)
+    write_atomically(npy, matrix.getvalue())
+    write_atomically(meta, json.dumps(description, indent=1, ensure_ascii=False))
     return npy, meta
-
-
-def _is_delegate_failure(error: BaseException) -> bool:
-    text = str(error).lower()
-    return any(marker in text for marker in _DELEGATE_FAILURE_MARKERS)
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,10 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         scores, description = score_model(args.model, args.backend, args.users, args.threads, args.delegates,
                                           args.vocab_dir)
     except ScoringError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except CannotLoadError as error:
-        print(f"cannot load: {error}", file=sys.stderr)
+        print(f"cannot load: {one_line(error)}", file=sys.stderr)
         return EXIT_CANNOT_LOAD
     npy, _ = write_results(args.out, scores, description)
     print(f"scored {scores.shape[0]} users x {scores.shape[1]} movies with {args.backend} "

@@ -34,9 +34,11 @@ def test_float32_within_1e_5_passes():
     candidate = reference + np.float32(4e-6)
     result = parity.compare("m.tflite", "tflite_runtime", "none", reference, candidate, USERS, USERS)
     assert result.passed, result.failures
-    assert result.bounds["max_abs_diff"] == 1e-5
     assert result.figures["max_abs_diff"] == pytest.approx(4e-6, rel=0.05)
     assert result.figures["top10_overlap"] == 1.0
+    candidate[1, 3] = reference[1, 3] + np.float32(1.2e-5)  # one score just past the 1e-5 bound
+    just_past = parity.compare("m.tflite", "tflite_runtime", "none", reference, candidate, USERS, USERS)
+    assert [failure.split(":")[0] for failure in just_past.failures] == ["parity.max_abs_diff"], just_past.failures
 
 
 def test_float32_beyond_1e_5_fails_with_the_figure():

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,17 +33,6 @@ def test_chunked_scoring_puts_every_pair_in_its_place(monkeypatch):
     np.testing.assert_array_equal(matrix, expected)
 
 
-@pytest.fixture(scope="module")
-def fixture_models(tmp_path_factory):
-    """The device-runtime fixtures: a ready folder from KIT_DEVICE_FIXTURES, else built here (seconds)."""
-    from tests.device_runtime import make_fixtures
-
-    ready = os.environ.get("KIT_DEVICE_FIXTURES")
-    if ready and make_fixtures.fixtures_complete(Path(ready)):
-        return Path(ready)
-    return make_fixtures.build_fixtures(tmp_path_factory.mktemp("aarch64_fixtures"))
-
-
 def pair_by_pair(model_path, users, movies, **options) -> np.ndarray:
     """Scores each (user, movie) pair with its own LiteRT invocation: an independent path."""
     from ai_edge_litert.interpreter import Interpreter
@@ -59,39 +46,39 @@ def pair_by_pair(model_path, users, movies, **options) -> np.ndarray:
 
 
 @pytest.mark.tensorflow
-def test_scoring_a_real_model_matches_pair_by_pair_invocations(fixture_models, tmp_path):
+def test_scoring_a_real_model_matches_pair_by_pair_invocations(fixtures_dir, tmp_path):
     from tests.device_runtime import make_fixtures
 
-    assert scores.main(["--model", str(fixture_models / make_fixtures.KIT), "--backend", "ai_edge_litert",
+    assert scores.main(["--model", str(fixtures_dir / make_fixtures.KIT), "--backend", "ai_edge_litert",
                         "--users", "4", "--out", str(tmp_path / "kit")]) == 0
     matrix = np.load(tmp_path / "kit.npy")
     meta = json.loads((tmp_path / "kit.json").read_text())
     assert meta["users"] == scores.select_users(list(make_fixtures.USERS), 4)
     assert matrix.shape == (4, len(make_fixtures.MOVIES)) and meta["delegates"] == "default"
-    expected = pair_by_pair(fixture_models / make_fixtures.KIT, meta["users"], make_fixtures.MOVIES)
+    expected = pair_by_pair(fixtures_dir / make_fixtures.KIT, meta["users"], make_fixtures.MOVIES)
     np.testing.assert_allclose(matrix, expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.tensorflow
-def test_dynamic_int8_runs_without_the_default_delegate(fixture_models, tmp_path):
+def test_dynamic_int8_runs_without_the_default_delegate(fixtures_dir, tmp_path):
     from ai_edge_litert.interpreter import OpResolverType
 
     from tests.device_runtime import make_fixtures
 
-    assert scores.main(["--model", str(fixture_models / make_fixtures.INT8), "--backend", "ai_edge_litert",
+    assert scores.main(["--model", str(fixtures_dir / make_fixtures.INT8), "--backend", "ai_edge_litert",
                         "--users", "2", "--out", str(tmp_path / "int8")]) == 0
     meta = json.loads((tmp_path / "int8.json").read_text())
     assert (meta["quantization"], meta["delegates"]) == ("dynamic-int8", "none")
-    expected = pair_by_pair(fixture_models / make_fixtures.INT8, meta["users"], make_fixtures.MOVIES[:5],
+    expected = pair_by_pair(fixtures_dir / make_fixtures.INT8, meta["users"], make_fixtures.MOVIES[:5],
                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     np.testing.assert_allclose(np.load(tmp_path / "int8.npy")[:, :5], expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.tensorflow
-def test_a_model_without_vocabularies_needs_a_vocab_dir(fixture_models, tmp_path, capsys):
+def test_a_model_without_vocabularies_needs_a_vocab_dir(fixtures_dir, tmp_path, capsys):
     from tests.device_runtime import make_fixtures
 
-    model = fixture_models / make_fixtures.TUTORIAL
+    model = fixtures_dir / make_fixtures.TUTORIAL
     assert scores.main(["--model", str(model), "--backend", "ai_edge_litert", "--out", str(tmp_path / "t")]) == 2
     assert "--vocab-dir" in capsys.readouterr().err
     (tmp_path / "users.txt").write_text("42\n1\n", encoding="utf-8")

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import platform
+
+import numpy as np
+
+from benchmarks import machine
 from benchmarks.machine import cpu_model, describe_machine, detect_emulation
 
 X86_CPUINFO = """processor\t: 0
@@ -72,8 +78,38 @@ def test_cpu_names():
     assert cpu_model(RK3588_CPUINFO) == "4x Cortex-A55 + 4x Cortex-A76"
 
 
-def test_machine_block_of_this_machine():
-    block = describe_machine({"some_backend": "1.0"}).to_dict()
-    assert block["backends"] == {"some_backend": "1.0"}
-    assert isinstance(block["emulated"], bool)
-    assert block["cores"] is None or block["cores"] >= 1
+def test_machine_block_from_what_the_system_reports(tmp_path, monkeypatch):
+    """Every field of the block, from a Raspberry Pi 4's /proc and sysfs files written here."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(PI4_CPUINFO, encoding="utf-8")
+    for cpu, governor in enumerate(("ondemand", "ondemand", "performance", "performance")):
+        (tmp_path / f"cpu{cpu}").mkdir()
+        (tmp_path / f"cpu{cpu}" / "governor").write_text(governor + "\n", encoding="utf-8")
+    monkeypatch.setattr(machine, "CPUINFO_PATH", cpuinfo)
+    monkeypatch.setattr(machine, "GOVERNOR_PATH", tmp_path / "cpu{cpu}" / "governor")
+    monkeypatch.setattr(machine, "_parent_exe_header", lambda: AARCH64_ELF)
+    monkeypatch.setattr(machine.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(machine.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(machine.os, "getloadavg", lambda: (0.123, 0.5, 1.0))
+    for name in [name for name in os.environ if name.startswith("QEMU_")]:
+        monkeypatch.delenv(name)
+
+    block = describe_machine({"tflite_runtime": "2.14.0"}).to_dict()
+    assert block == {
+        "cpu_model": "Raspberry Pi 4 Model B Rev 1.4 (4x Cortex-A72)",
+        "architecture": "aarch64",
+        "cores": 4,
+        "cores_usable": 2,
+        "governor": "ondemand/performance",
+        "emulated": False,
+        "emulation_evidence": None,
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "numpy": np.__version__,
+        "backends": {"tflite_runtime": "2.14.0"},
+        "load_average": [0.12, 0.5, 1.0],
+    }
+    monkeypatch.setenv("QEMU_CPU", "cortex-a72")
+    emulated = describe_machine({}).to_dict()
+    assert emulated["emulated"] is True and "QEMU_CPU" in emulated["emulation_evidence"]

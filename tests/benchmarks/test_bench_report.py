@@ -1,4 +1,4 @@
-"""The outputs: JSON against the schema documented in benchmarks/README.md, CSV, plot, table."""
+"""The outputs: JSON against the schema documented in docs/benchmarks.md, CSV, plot, table."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from benchmarks import LatencySettings, Method, OutputError, run_latency
 from benchmarks import report as report_module
 from benchmarks.report import format_table, write_csv, write_json, write_plot
 
-README = Path(__file__).resolve().parents[2] / "benchmarks" / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 JSON_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "object": dict}
 
 
@@ -111,15 +111,40 @@ def test_csv_has_one_row_per_record(report, tmp_path):
         assert row["error"] == (record.error or "")
 
 
-def test_table_shows_every_configuration(report):
-    table = format_table(report)
-    lines = table.splitlines()
+def table_blocks(lines: list[str], models) -> dict[str, tuple[str, list[list[str]]]]:
+    """Model path -> (its heading line, the words of each row below it), read as a person reads the table."""
+    blocks: dict[str, tuple[str, list[list[str]]]] = {}
+    current = None
+    for line in lines:
+        if line.split(" · ")[0] in models:
+            current = blocks.setdefault(line.split(" · ")[0], (line, []))[1]
+        elif current is not None and line.strip() and not line.startswith(("backend", "x rank", "*", "note")):
+            current.append(line.split())
+    return blocks
+
+
+def test_table_shows_every_configuration(report, kit_model, fixtures_dir):
+    from tests.device_runtime import make_fixtures
+
+    lines = format_table(report).splitlines()
     assert lines[0].startswith("Machine: ")
+    models = {str(kit_model): "none", str(fixtures_dir / make_fixtures.INT8): "dynamic-int8"}
+    blocks = table_blocks(lines, models)
+    assert set(blocks) == set(models)
+    for model, quantization in models.items():
+        heading = blocks[model][0]
+        assert heading == f"{model} · {Path(model).stat().st_size / 1024:,.0f} KB · {quantization}", heading
     for record in report.records:
-        assert any(record.method in line and (record.ok or "failed" in line) for line in lines)
-    assert "*" in table and "p99 from fewer than 100 runs" in table
-    for name in ("kit.tflite", "kit_int8.tflite"):
-        assert any(line.startswith(str(Path(line.split(" · ")[0]))) and name in line for line in lines)
+        threads = "-" if record.threads is None else str(record.threads)
+        key = [record.backend, threads, record.method, str(record.candidates)]
+        (row,) = [row for row in blocks[record.model][1] if row[:4] == key]
+        if not record.ok:
+            assert row[4:] == ["failed", "(reason", "in", "the", "notes", "below)"]
+            continue
+        median = record.median_us  # columns: init ms, first, warm-up, min, median, p90, p99
+        assert row[8] == (f"{median:,.0f}" if median >= 100 else f"{median:,.1f}"), (row, median)
+        assert row[10].endswith("*") is (record.p99_stable is False), row
+    assert any(line.startswith("* p99 from fewer than 100 runs") for line in lines)
 
 
 @pytest.mark.plot

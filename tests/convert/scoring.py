@@ -1,20 +1,34 @@
-"""Scoring helpers that use TensorFlow and LiteRT directly, independent of the converter."""
+"""Scoring helpers that use TensorFlow and LiteRT directly, independent of the converter.
+
+`independent_figures` recomputes a converted file's parity figures here, from
+TensorFlow's and LiteRT's own scores and the textbook definitions (not the
+converter's `convert.parity`), so a test can hold the file itself to a bound.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import numpy as np
 
+TOP_K = 10
 
-def saved_model_scores(saved_model: Path, users, items, user_input="user_id", item_input="movie_title") -> np.ndarray:
-    """Scores with TensorFlow directly, as the tutorial does after loading."""
+
+@functools.lru_cache(maxsize=4)
+def _serving(saved_model: str):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow as tf
 
-    serving = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
-    outputs = serving(**{user_input: tf.constant(list(users)), item_input: tf.constant(list(items))})
+    return tf.saved_model.load(saved_model).signatures["serving_default"]
+
+
+def saved_model_scores(saved_model: Path, users, items, user_input="user_id", item_input="movie_title") -> np.ndarray:
+    """Scores with TensorFlow directly, as the tutorial does after loading."""
+    import tensorflow as tf
+
+    outputs = _serving(str(saved_model))(**{user_input: tf.constant(list(users)), item_input: tf.constant(list(items))})
     (scores,) = outputs.values()
     return scores.numpy().reshape(-1)
 
@@ -33,3 +47,51 @@ def litert_scores(model_path: Path, users, items, user_input="user_id", item_inp
     )
     (scores,) = outputs.values()
     return np.asarray(scores).reshape(-1)
+
+
+def kendall_tau_b_by_definition(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall's tau-b over all pairs i < j, straight from its definition (O(n^2) memory)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    upper = np.triu_indices(len(x), k=1)
+    sign_x = np.sign(x[:, None] - x[None, :])[upper]
+    sign_y = np.sign(y[:, None] - y[None, :])[upper]
+    return float(np.sum(sign_x * sign_y) / np.sqrt(np.sum(sign_x != 0) * np.sum(sign_y != 0)))
+
+
+def independent_figures(export: Path, tflite_path: Path, test_split, ranking_users: int = 8, delegates=True) -> dict:
+    """A .tflite's parity figures against its SavedModel, computed here.
+
+    Args:
+        export: a `python -m train` export folder (saved_model/ and vocab/movies.txt).
+        tflite_path: the converted file.
+        test_split: the tutorial's test rows (user_id, movie_title, user_rating).
+        ranking_users: how many test users (the first, in sorted order) rank every movie.
+        delegates: run LiteRT with its default delegates (XNNPACK) or builtin kernels only.
+
+    Returns:
+        max_abs_diff and rmse_diff over every test pair; the mean top-10 overlap
+        and Kendall's tau-b of the ranked users.
+    """
+    saved_model = export / "saved_model"
+    users, items = list(test_split.user_id), list(test_split.movie_title)
+    truth = np.asarray(test_split.user_rating, np.float64)
+    reference = saved_model_scores(saved_model, users, items).astype(np.float64)
+    candidate = litert_scores(tflite_path, users, items, delegates=delegates).astype(np.float64)
+    rmse_reference = np.sqrt(np.mean((reference - truth) ** 2))
+    rmse_candidate = np.sqrt(np.mean((candidate - truth) ** 2))
+
+    movies = (export / "vocab" / "movies.txt").read_text(encoding="utf-8").splitlines()
+    overlaps, taus = [], []
+    for user in sorted(set(users))[:ranking_users]:
+        expected = saved_model_scores(saved_model, [user] * len(movies), movies)
+        actual = litert_scores(tflite_path, [user] * len(movies), movies, delegates=delegates)
+        best_expected = set(np.argsort(-expected, kind="stable")[:TOP_K].tolist())
+        best_actual = set(np.argsort(-actual, kind="stable")[:TOP_K].tolist())
+        overlaps.append(len(best_expected & best_actual) / TOP_K)
+        taus.append(kendall_tau_b_by_definition(expected, actual))
+    return {
+        "max_abs_diff": float(np.max(np.abs(candidate - reference))),
+        "rmse_diff": float(abs(rmse_candidate - rmse_reference)),
+        "top10_overlap": float(np.mean(overlaps)),
+        "kendall_tau": float(np.mean(taus)),
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +28,23 @@ def assert_one_line_error(stderr: str, *fragments: str) -> None:
     assert "Traceback" not in stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+# A report as `python -m convert` writes it, cut to what the summary tables read.
+PARITY = {
+    "pairs": 20000, "max_abs_diff": 1.4e-6, "mean_abs_diff": 2e-7, "rmse_saved_model": 0.93, "rmse_tflite": 0.93,
+    "rmse_diff": 1e-8, "ranking_users": 200, "ranking_movies": 1664, "top10_overlap": 1.0, "top10_overlap_min": 1.0,
+    "kendall_tau": 1.0, "kendall_tau_min": 0.9999,
+}
+REPORT = {
+    "quantization": "none", "size_bytes": 100_000, "accepted": True, "failures": [], "parity": PARITY,
+    "tolerances": {"max_abs_diff": 1e-4, "rmse_diff": 1e-5, "top10_overlap": 0.99, "kendall_tau": 0.999},
+    "runtimes": [
+        {"runtime": "ai_edge_litert", "version": "2.3.0", "loads": True, "load_error": None, "candidates": 1664,
+         "with_default_delegates": {"runs": True, "latency_ms": 1.5},
+         "without_default_delegates": {"runs": True, "latency_ms": 3.0}},
+    ],
+}
 
 
 class TestRefusedBeforeTensorFlow:
@@ -79,6 +98,74 @@ class TestRefusedBeforeTensorFlow:
         result = run_cli("--summary-markdown", str(tmp_path / "missing.parity.json"))
         assert result.returncode == 2
         assert_one_line_error(result.stderr, "cannot read report")
+
+    @pytest.mark.parametrize(
+        "change, fragment",
+        [
+            ({"parity": {}}, "its parity figures lack pairs, max_abs_diff, mean_abs_diff"),
+            ({"parity": None}, "it has no parity figures"),
+            ({"parity": {**PARITY, "kendall_tau": "high"}}, "its parity figures lack kendall_tau"),
+            ({"runtimes": [{"runtime": "ai_edge_litert"}]}, "an entry of its runtimes lacks one of runtime, version"),
+            ({"tolerances": None, "failures": None}, "it lacks tolerances, failures"),
+        ],
+    )
+    def test_malformed_summary_report(self, tmp_path, change, fragment):
+        path = tmp_path / "model.parity.json"
+        path.write_text(json.dumps({**REPORT, **change}), encoding="utf-8")
+        result = run_cli("--summary-markdown", str(path))
+        assert result.returncode == 2
+        assert_one_line_error(result.stderr, f"{path} is not a report written by python -m convert ({fragment}")
+
+    def test_summary_of_a_complete_report(self, tmp_path):
+        path = tmp_path / "model.parity.json"
+        path.write_text(json.dumps(REPORT), encoding="utf-8")
+        result = run_cli("--summary-markdown", str(path))
+        assert result.returncode == 0, result.stderr
+        assert "| none | 98 KB | 1.4e-06 |" in result.stdout
+
+
+class TestNativeMessages:
+    """TensorFlow's C++ lines stay quiet on success and are kept, and named, when the converter fails."""
+
+    @staticmethod
+    def fail_natively(*args):
+        from convert import ConversionError
+
+        os.write(2, b"I0000 00:00:1.0 port.cc:153] oneDNN custom operations are on.\n")
+        os.write(2, b"loc(unknown): error: 'tf.Frobnicate' op is neither a custom op nor a flex op\n\n")
+        raise ConversionError("the TFLite converter failed on m: failed while converting")
+
+    def test_a_converter_failure_names_the_file_with_its_native_messages(self, tmp_path, capfd, monkeypatch):
+        import convert.convert
+        from convert.__main__ import main
+
+        (tmp_path / "model").mkdir()
+        monkeypatch.setattr(convert.convert, "convert_saved_model", self.fail_natively)
+        status = main([str(tmp_path / "model"), "--out", str(tmp_path / "m.tflite")])
+        stderr = capfd.readouterr().err
+        assert status == 1
+        assert_one_line_error(
+            stderr,
+            "failed while converting; TensorFlow said:",
+            "\"loc(unknown): error: 'tf.Frobnicate' op is neither a custom op",
+            "(all 1 of its native messages are in ",
+        )
+        kept = Path(stderr.strip().rsplit(" are in ", 1)[1].rstrip(")"))
+        try:
+            assert "oneDNN custom operations" in kept.read_text(encoding="utf-8")  # everything, info lines too
+        finally:
+            kept.unlink()
+
+    def test_on_success_nothing_is_shown_or_kept(self, capfd):
+        from convert.__main__ import _NativeOutput
+
+        with _NativeOutput(enabled=True) as native:
+            os.write(2, b"I0000 00:00:1.0 port.cc:153] oneDNN custom operations are on.\n")
+            print("a Python message still shows", file=sys.stderr)
+            saved = native.path
+        native.discard()
+        assert capfd.readouterr().err == "a Python message still shows\n"
+        assert not saved.exists()
 
 
 @pytest.mark.tensorflow

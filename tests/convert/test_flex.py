@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from convert import UnsupportedOpsError, audit_ops
@@ -33,6 +35,13 @@ def test_converting_it_fails_naming_the_ops_and_writes_nothing(flex_saved_model,
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "StaticRegexReplace, StringLength" in lines[0] and "no Flex delegate" in lines[0]
     assert list(tmp_path.iterdir()) == []
+    # The converter's own account is kept for whoever wants the details.
+    native_log = Path(lines[0].rsplit(" are in ", 1)[1].rstrip(")"))
+    try:
+        text = native_log.read_text(encoding="utf-8")
+        assert "'tf.StaticRegexReplace' op is neither a custom op nor a flex op" in text
+    finally:
+        native_log.unlink()
 
 
 def test_audit_accepts_builtin_ops(conversions):

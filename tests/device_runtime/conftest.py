@@ -1,45 +1,19 @@
 """Shared fixtures for the device runtime tests.
 
-The models come from `tests/device_runtime/make_fixtures.py`. In the device
-environment (no TensorFlow) they must have been built beforehand by the main
-environment and handed over through `KIT_DEVICE_FIXTURES=DIR`; without it the
-tests fail loudly instead of skipping. In the main environment they are built
-here, once per session, unless `KIT_DEVICE_FIXTURES` points at a built folder.
+The models come from `tests/device_runtime/make_fixtures.py`, through the one
+`fixtures_dir` fixture in tests/conftest.py (built in the main environment,
+handed to the device environment with `KIT_DEVICE_FIXTURES=DIR`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.device_runtime import make_fixtures
-from tests.device_runtime.device_env import FIXTURES_ENV, installed_device_backend
-
-
-@pytest.fixture(scope="session")
-def fixtures_dir(tmp_path_factory) -> Path:
-    folder = os.environ.get(FIXTURES_ENV)
-    if folder:
-        path = Path(folder)
-        if not make_fixtures.fixtures_complete(path):
-            pytest.fail(
-                f"{FIXTURES_ENV}={folder} does not hold every fixture; rebuild it in the main environment with "
-                f"`python -m tests.device_runtime.make_fixtures {folder}`",
-                pytrace=False,
-            )
-        return path
-    if importlib.util.find_spec("tensorflow") is None:
-        pytest.fail(
-            f"{FIXTURES_ENV} is not set and TensorFlow is not installed, so the test models cannot be built; "
-            "run `python -m tests.device_runtime.make_fixtures DIR` in the main environment "
-            f"and set {FIXTURES_ENV}=DIR",
-            pytrace=False,
-        )
-    return make_fixtures.build_fixtures(tmp_path_factory.mktemp("device_runtime_fixtures"))
+from tests.device_runtime.device_env import installed_device_backend
 
 
 @pytest.fixture(scope="session")

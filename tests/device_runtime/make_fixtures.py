@@ -228,6 +228,8 @@ def build_fixtures(out_dir: Path) -> Path:
     from ai_edge_litert.interpreter import Interpreter as LiteRTInterpreter
     from ai_edge_litert.interpreter import OpResolverType
 
+    from device_runtime.files import write_atomically
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     kit_names = ("user_id", "movie_title", "rating")
@@ -251,7 +253,7 @@ def build_fixtures(out_dir: Path) -> Path:
             WRONG_SIGNATURE: _convert(scratch / "wrong"),
         }
     for name, content in files.items():
-        _write_atomic(out_dir / name, content)
+        write_atomically(out_dir / name, content)
 
     users, movies = probe_pairs()
     names = {
@@ -278,19 +280,13 @@ def build_fixtures(out_dir: Path) -> Path:
             for name, n in names.items()
         },
     }
-    _write_atomic(out_dir / REFERENCE, json.dumps(reference, ensure_ascii=False, indent=1).encode("utf-8"))
+    write_atomically(out_dir / REFERENCE, json.dumps(reference, ensure_ascii=False, indent=1).encode("utf-8"))
     return out_dir
 
 
-def _write_atomic(path: Path, content: bytes) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(content)
-    temporary.replace(path)
-
-
-def fixtures_complete(folder: Path) -> bool:
-    """True when `folder` holds every file `build_fixtures` writes."""
-    return all((Path(folder) / name).is_file() for name in ALL_MODELS + (REFERENCE,))
+def missing_fixtures(folder: Path) -> list[str]:
+    """The files `build_fixtures` writes that `folder` lacks (all of them when it does not exist)."""
+    return [name for name in ALL_MODELS + (REFERENCE,) if not (Path(folder) / name).is_file()]
 
 
 def main(argv: list[str]) -> int:

@@ -11,6 +11,7 @@ import pytest
 import device_runtime.ranker as ranker_module
 from device_runtime import MAX_BATCH, Ranker
 from tests.device_runtime import make_fixtures as mf
+from tests.device_runtime.tolerance import SCORE_ATOL
 
 THREADS = 8
 CALLS_PER_THREAD = 500
@@ -32,10 +33,12 @@ def interpreter_calls(monkeypatch, backend_name):
     return calls
 
 
-def pairs(count: int) -> tuple[list[str], list[str]]:
-    users = [mf.USERS[i % len(mf.USERS)] for i in range(count)]
-    movies = [mf.MOVIES[(i * 7) % len(mf.MOVIES)] for i in range(count)]
-    return users, movies
+def probe_pairs_repeated(count: int, expected_scores) -> tuple[list[str], list[str], np.ndarray]:
+    """`count` pairs cycling through the probe pairs, with their reference scores from reference.json."""
+    users, movies = mf.probe_pairs()
+    reference = np.asarray(expected_scores[mf.KIT], dtype=np.float32)
+    rows = [i % len(users) for i in range(count)]
+    return [users[i] for i in rows], [movies[i] for i in rows], reference[rows]
 
 
 def test_one_invocation_per_call_and_allocation_only_when_the_size_changes(kit_path, interpreter_calls):
@@ -54,34 +57,46 @@ def test_one_invocation_per_call_and_allocation_only_when_the_size_changes(kit_p
     assert interpreter_calls["invoke"] - after_load["invoke"] == 3
 
 
-def test_calls_above_max_batch_are_chunked_and_equal_unchunked(kit_path, interpreter_calls, monkeypatch):
-    assert MAX_BATCH == 4096
+def test_calls_above_max_batch_are_chunked_in_place(kit_path, interpreter_calls, expected_scores):
     count = 2 * MAX_BATCH + 17
-    users, movies = pairs(count)
+    users, movies, expected = probe_pairs_repeated(count, expected_scores)
     ranker = Ranker(kit_path)
     before = interpreter_calls["invoke"]
     chunked = ranker.score_pairs(users, movies)
     assert interpreter_calls["invoke"] - before == 3
-    monkeypatch.setattr(ranker_module, "MAX_BATCH", count)  # one invocation for everything
-    unchunked_ranker = Ranker(kit_path)
-    before = interpreter_calls["invoke"]
-    unchunked = unchunked_ranker.score_pairs(users, movies)
-    assert interpreter_calls["invoke"] - before == 1
     assert len(chunked) == count
-    np.testing.assert_array_equal(chunked, unchunked)
+    # The probe pairs cycle with a period (60) that does not divide MAX_BATCH, so a chunk
+    # written at the wrong offset would put other pairs' scores there.
+    np.testing.assert_allclose(chunked, expected, rtol=0, atol=SCORE_ATOL)
 
 
-def test_threads_get_exactly_the_serial_results(kit_path):
+def test_max_batch_is_what_splits_a_call(kit_path, interpreter_calls, expected_scores, monkeypatch):
+    monkeypatch.setattr(ranker_module, "MAX_BATCH", 7)
     ranker = Ranker(kit_path)
+    assert ranker.info().max_batch == 7
+    users, movies, expected = probe_pairs_repeated(15, expected_scores)
+    before = interpreter_calls["invoke"]
+    np.testing.assert_allclose(ranker.score_pairs(users, movies), expected, rtol=0, atol=SCORE_ATOL)
+    assert interpreter_calls["invoke"] - before == 3  # 7 + 7 + 1
+
+
+def test_threads_get_exactly_the_serial_results(kit_path, expected_scores):
+    ranker = Ranker(kit_path)
+    users, movies = mf.probe_pairs()
+    reference = {(u, m): s for u, m, s in zip(users, movies, expected_scores[mf.KIT])}
+    probe_users = sorted(set(mf.PROBE_USERS))
     # Every thread has its own users and batch sizes, so interleaving would show.
     work = {
         thread: [
-            (mf.USERS[(thread * 5 + call) % len(mf.USERS)], list(mf.MOVIES[: 1 + (thread + call) % 12]))
+            (probe_users[(thread * 5 + call) % len(probe_users)], list(mf.PROBE_MOVIES[: 1 + (thread + call) % 10]))
             for call in range(CALLS_PER_THREAD)
         ]
         for thread in range(THREADS)
     }
     serial = {thread: [ranker.score(user, movies).tolist() for user, movies in calls] for thread, calls in work.items()}
+    for thread, calls in work.items():
+        for (user, titles), scores in zip(calls[:20], serial[thread][:20]):
+            np.testing.assert_allclose(scores, [reference[user, t] for t in titles], rtol=0, atol=SCORE_ATOL)
     parallel: dict = {}
     errors: list = []
     start = threading.Barrier(THREADS)
@@ -102,13 +117,12 @@ def test_threads_get_exactly_the_serial_results(kit_path):
     assert parallel == serial
 
 
-def test_signature_runner_path_gives_the_same_scores(kit_path, kit_ranker, monkeypatch):
+def test_signature_runner_path_gives_the_reference_scores(kit_path, expected_scores, monkeypatch):
     """Models whose serving signature is not the first subgraph are run through the signature runner."""
     monkeypatch.setattr(ranker_module, "_is_first_subgraph", lambda *args: False)
     through_runner = Ranker(kit_path)
-    users, movies = pairs(300)
-    np.testing.assert_array_equal(through_runner.score_pairs(users, movies), kit_ranker.score_pairs(users, movies))
+    users, movies, expected = probe_pairs_repeated(300, expected_scores)
+    np.testing.assert_allclose(through_runner.score_pairs(users, movies), expected, rtol=0, atol=SCORE_ATOL)
     assert through_runner.score("42", []).shape == (0,)
-    assert (
-        through_runner.score("42", list(mf.MOVIES[:5])).tolist() == kit_ranker.score("42", list(mf.MOVIES[:5])).tolist()
-    )
+    first = probe_pairs_repeated(len(mf.PROBE_MOVIES), expected_scores)[2]  # user "42" with every probe movie
+    np.testing.assert_allclose(through_runner.score("42", list(mf.PROBE_MOVIES)), first, rtol=0, atol=SCORE_ATOL)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from device_runtime import Ranker
 from device_runtime.__main__ import main
 from tests.device_runtime import make_fixtures as mf
 from tests.device_runtime.tolerance import assert_top_k_matches
@@ -130,9 +131,12 @@ def error_cases(fixtures_dir: Path, tmp_path: Path):
         (["rank", "--model", kit, "--user", "42", "--candidates-file", tmp_path / "empty.txt"], "has no titles"),
         (["rank", "--model", kit, "--user", "42", "--candidates-file", tmp_path / "latin1.txt"], "is not UTF-8 text"),
         (["rank", "--model", kit, "--user", "nobody", "--all", "--strict"], "unknown user ids (1 of 1): 'nobody'"),
-        (["rank", "--model", kit, "--user", "", "--all"], "user_id is empty"),
+        (["rank", "--model", kit, "--user", "", "--all"], "--user is empty; pass a user id"),
         (["rank", "--model", kit, "--user", "42", "--all", "--top-k", "0"], "--top-k must be at least 1"),
-        (["rank", "--model", kit, "--user", "42", "--all", "--threads", "0"], "num_threads must be a positive integer"),
+        (["rank", "--model", kit, "--user", "42", "--all", "--threads", "0"], "--threads must be at least 1, got 0"),
+        (["info", "--model", kit, "--user-input", "", "--item-input", "title"], "--user-input is empty"),
+        (["rank", "--model", kit, "--user", "4\udcff2", "--all"], "--user '4\\udcff2' is not valid UTF-8 text"),
+        (["rank", "--model", kit, "--user", "42", "--candidate", "\udcff"], "--candidate '\\udcff' is not valid UTF-8"),
         (["rank", "--model", tmp_path, "--user", "42", "--all"], "is a folder"),
     ]
 
@@ -144,6 +148,19 @@ def test_expected_mistakes_give_one_line_and_exit_2(capsys, fixtures_dir, tmp_pa
         lines = [line for line in err.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and message in lines[0], (argv, err)
         assert "Traceback" not in err and out == ""
+
+
+@pytest.mark.parametrize("error", [TypeError("internal"), ValueError("internal")])
+def test_a_bug_inside_is_not_reported_as_a_usage_error(capsys, kit_path, monkeypatch, error):
+    """Only the user's mistakes exit 2 with one line; an unexpected TypeError/ValueError keeps its traceback."""
+
+    def broken(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(Ranker, "rank", broken)
+    with pytest.raises(type(error), match="internal"):
+        main(["rank", "--model", str(kit_path), "--user", "42", "--all"])
+    assert capsys.readouterr().err == ""
 
 
 def test_argument_mistakes_exit_2(capsys, kit_path):
