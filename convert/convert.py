@@ -46,7 +46,8 @@ from convert.tflite import audit_ops, convert_saved_model_to_flatbuffer, flatbuf
 from device_runtime.errors import DeviceRuntimeError
 from device_runtime.files import write_atomically
 from device_runtime.flatbuffer import read_flatbuffer
-from device_runtime.manifest import Manifest, read_manifest, vocabulary_sha256
+from device_runtime import contract
+from device_runtime.manifest import Manifest, read_manifest
 from device_runtime.signature import SignatureMapping
 from train import artifacts
 from train.errors import TrainError
@@ -380,24 +381,24 @@ def _manifest(
     name = config.model_name or (
         f"movielens-ranking-{metrics['preset']}" if metrics.get("preset") else (export_dir or saved_model_dir).name
     )
-    embed = config.embed_vocabularies
-    return Manifest(
+    return Manifest.create(
+        users=vocabularies.users,
+        movies=vocabularies.movies,
+        embed_vocabularies=config.embed_vocabularies,
         model_name=name,
         created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         tensorflow_version=tf.__version__,
         quantization=config.quantization.value,
         signature=mapping,
-        users_sha256=vocabulary_sha256(vocabularies.users),
-        movies_sha256=vocabulary_sha256(vocabularies.movies),
-        users=tuple(vocabularies.users) if embed else None,
-        movies=tuple(vocabularies.movies) if embed else None,
+        signatures=(contract.STRINGS,),
+        state_dimension=None,
         training_metrics=metrics,
     )
 
 
 def _check_manifest_round_trip(flatbuffer: bytes, manifest: Manifest) -> None:
     read_back = read_manifest(read_flatbuffer(flatbuffer, "the converted model"))
-    if read_back != manifest:
+    if read_back is None or read_back != dataclasses.replace(manifest, file_sha256=read_back.file_sha256):
         raise ConversionError("the manifest read back from the .tflite differs from the one embedded; report this bug")
 
 

@@ -3,7 +3,11 @@
 The runtime must explain load failures (which op, which version) and read the
 converter's manifest on boards that have neither TensorFlow nor the
 `flatbuffers` package, so this reads the TFLite schema's `Model` table by hand:
-operator codes and named metadata buffers. Nothing else of the graph is parsed.
+operator codes, the extent of every buffer, and named metadata buffers. It is
+the first code that touches a file's bytes, so every offset it follows is
+checked against the file's length, and every buffer must lie inside the file:
+a truncated or mangled file is a `ModelLoadError`, never an IndexError, a
+crash or a hang. Nothing else of the graph is parsed.
 
 Field numbers follow tensorflow/lite/schema/schema.fbs:
 Model{version:0, operator_codes:1, subgraphs:2, description:3, buffers:4,
@@ -41,11 +45,17 @@ class OperatorCode:
 
 @dataclasses.dataclass(frozen=True)
 class FlatbufferModel:
-    """What the kit reads from a .tflite: schema version, operators and metadata."""
+    """What the kit reads from a .tflite: schema version, operators and metadata.
+
+    Attributes:
+        metadata: name -> the metadata buffer's bytes.
+        metadata_offsets: name -> where that buffer starts in the file.
+    """
 
     schema_version: int
     operator_codes: tuple[OperatorCode, ...]
     metadata: dict[str, bytes]
+    metadata_offsets: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 class _Reader:
@@ -86,11 +96,15 @@ class _Reader:
 
     def tables(self, table: int, field: int) -> list[int]:
         start, length = self.vector(table, field)
+        self.check_extent(start, 4 * length)  # a mangled length fails here, not after a long loop
         return [start + 4 * i + self._unpack("<I", start + 4 * i) for i in range(length)]
 
-    def bytes_at(self, start: int, length: int) -> bytes:
-        if start < 0 or start + length > len(self.data):
+    def check_extent(self, start: int, length: int) -> None:
+        if start < 0 or length < 0 or start + length > len(self.data):
             raise ModelLoadError(f"a {length}-byte block at offset {start} is outside the file")
+
+    def bytes_at(self, start: int, length: int) -> bytes:
+        self.check_extent(start, length)
         return bytes(self.data[start : start + length])
 
     def string(self, table: int, field: int) -> Optional[str]:
@@ -131,17 +145,21 @@ def read_flatbuffer(data: bytes, source: str = "model") -> FlatbufferModel:
                 operators.append(OperatorCode(name=name, version=version, is_custom=False))
 
         buffers = reader.tables(root, 4)
-        metadata = {}
+        extents = [_buffer_extent(reader, buffer) for buffer in buffers]  # each checked to lie inside the file
+        metadata, offsets = {}, {}
         for entry in reader.tables(root, 6):
             name = reader.string(entry, 0) or ""
             index = reader.scalar(entry, 1, "<I", 0)
             if index >= len(buffers):
                 raise ModelLoadError(f"metadata {name!r} points at buffer {index}, which does not exist")
-            metadata[name] = _buffer_bytes(reader, buffers[index])
+            start, length = extents[index]
+            metadata[name] = reader.bytes_at(start, length)
+            offsets[name] = start
         return FlatbufferModel(
             schema_version=reader.scalar(root, 0, "<I", 0),
             operator_codes=tuple(operators),
             metadata=metadata,
+            metadata_offsets=offsets,
         )
     except ModelLoadError as error:
         raise ModelLoadError(
@@ -149,13 +167,13 @@ def read_flatbuffer(data: bytes, source: str = "model") -> FlatbufferModel:
         ) from None
 
 
-def _buffer_bytes(reader: _Reader, buffer: int) -> bytes:
+def _buffer_extent(reader: _Reader, buffer: int) -> tuple[int, int]:
+    """(start, length) of a buffer's data, checked to lie inside the file; (0, 0) when empty."""
     start, length = reader.vector(buffer, 0)
-    if length:
-        return reader.bytes_at(start, length)
-    # Models over 2 GB keep buffers after the flatbuffer, addressed by offset/size.
-    offset = reader.scalar(buffer, 1, "<Q", 0)
-    size = reader.scalar(buffer, 2, "<Q", 0)
-    if offset > 1:
-        return reader.bytes_at(offset, size)
-    return b""
+    if not length:
+        # Models over 2 GB keep buffers after the flatbuffer, addressed by offset/size.
+        offset = reader.scalar(buffer, 1, "<Q", 0)
+        size = reader.scalar(buffer, 2, "<Q", 0)
+        start, length = (offset, size) if offset > 1 else (0, 0)
+    reader.check_extent(start, length)
+    return start, length

@@ -178,30 +178,37 @@ def _with_manifest(tflite: bytes, quantization: str) -> bytes:
     import tensorflow as tf
 
     from convert.manifest_embedding import embed_manifest
-    from device_runtime.manifest import Manifest, vocabulary_sha256
+    from device_runtime.manifest import Manifest
     from device_runtime.signature import ITEM_INPUT, OUTPUT, SIGNATURE_KEY, USER_INPUT, SignatureMapping
 
-    manifest = Manifest(
+    manifest = Manifest.create(
+        users=USERS,
+        movies=MOVIES,
         model_name="device-runtime-fixture",
         created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         tensorflow_version=tf.__version__,
         quantization=quantization,
         signature=SignatureMapping(SIGNATURE_KEY, USER_INPUT, ITEM_INPUT, OUTPUT, (-1,)),
-        users_sha256=vocabulary_sha256(USERS),
-        movies_sha256=vocabulary_sha256(MOVIES),
-        users=USERS,
-        movies=MOVIES,
+        signatures=(SIGNATURE_KEY,),
+        state_dimension=None,
         training_metrics={"test_rmse": None, "note": "random weights, test fixture"},
     )
     return embed_manifest(tflite, manifest)
 
 
 class _MalformedManifest:
-    """Stands in for a Manifest whose JSON got corrupted."""
+    """Stands in for a Manifest whose JSON is cut off (sealed with a valid checksum, so only the JSON is wrong)."""
+
+    from device_runtime.manifest import CHECKSUM_PLACEHOLDER as file_sha256
+
+    def to_json_bytes(self) -> bytes:
+        from device_runtime.manifest import CHECKSUM_PREFIX
+
+        return CHECKSUM_PREFIX + self.file_sha256.encode("ascii") + b'", "model_name": "cut off'
 
     @staticmethod
-    def to_json_bytes() -> bytes:
-        return b'{"model_name": "cut off'
+    def vocabulary_bytes() -> dict:
+        return {}
 
 
 def _scores(interpreter_class, path: Path, users, movies, names, **options) -> list[float]:
