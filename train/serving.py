@@ -181,7 +181,9 @@ class FactorServing(tf.Module):
 
     def _best(self, user_vector, user_bias, k):
         """The k best catalog rows (1..n) for one user, best first, ties in row order."""
-        raw = self.global_mean + user_bias + self.movie_bias + tf.linalg.matvec(self.movie_vectors, user_vector)
+        # The constants are added to computed tensors one at a time: the converter would fold
+        # global_mean + movie_bias into one constant of values near 3.5, which float16 rounds by up to 2e-3.
+        raw = (tf.linalg.matvec(self.movie_vectors, user_vector) + self.movie_bias) + (self.global_mean + user_bias)
         catalog_scores = tf.clip_by_value(raw, _MIN, _MAX)[1:]  # never the OOV row
         scores, positions = tf.math.top_k(catalog_scores, k=_clamped_k(k, self.catalog))
         return {contract.ITEM_ROWS: positions + 1, contract.RATING: scores}
@@ -302,11 +304,12 @@ class TowerServing(tf.Module):
 
     @tf.function(input_signature=[_USER_ROW, _K])
     def top_k(self, user_row, k):
-        catalog = self.movie_table_rows - 1
-        movies = self.movie_embedding(tf.range(1, catalog + 1))
+        # The whole table, OOV row included, so the converter keeps one copy of it (a gather of
+        # rows 1..n would be folded into a second constant); the OOV row's score is dropped after.
+        movies = self.movie_embedding.embeddings
         user = self.user_embedding(_in_table(user_row, self.user_table_rows))
-        scores = self._scores(tf.repeat(user, catalog, axis=0), movies)
-        best, positions = tf.math.top_k(scores, k=_clamped_k(k, catalog))
+        scores = self._scores(tf.repeat(user, self.movie_table_rows, axis=0), movies)[1:]
+        best, positions = tf.math.top_k(scores, k=_clamped_k(k, self.movie_table_rows - 1))
         return {contract.ITEM_ROWS: positions + 1, contract.RATING: best}
 
 
