@@ -168,7 +168,7 @@ def measure_signatures(
     if contract.SCORE_ROWS in signatures.keys:
         figures[contract.SCORE_ROWS] = _score_rows(candidate, users, context, strings_pairs, strings_matrix)
         user_inputs = [{contract.USER_ROW: np.array([row], np.int32)} for row in users.rows]
-        figures[contract.TOP_K] = _top_k(contract.TOP_K, reference, candidate, user_inputs, strings_matrix, context)
+        figures[contract.TOP_K] = top_k_figures(contract.TOP_K, reference, candidate, user_inputs, strings_matrix, context)
     if signatures.personalized:
         figures.update(_personalized(reference, candidate, users, context))
     return figures
@@ -196,8 +196,23 @@ def _all_rows(context: ParityContext) -> np.ndarray:
     return np.arange(1, len(context.movies) + 1, dtype=np.int32)
 
 
-def _top_k(key, reference, candidate, inputs: Sequence[dict], reference_scores: np.ndarray, context) -> TopKFigures:
-    """Each user's k best rows from both sides; scores returned checked against `reference_scores` [users, movies]."""
+def top_k_figures(
+    key: str, reference: SignatureCall, candidate: SignatureCall, inputs: Sequence[dict], reference_scores: np.ndarray,
+    context: ParityContext,
+) -> TopKFigures:
+    """Compares a top-k signature's answers, k = 10 and 100, for each user.
+
+    Args:
+        key: the signature (`top_k` or `top_k_for_state`).
+        reference / candidate: the SavedModel's and the .tflite's signatures.
+        inputs: each user's inputs but `k`.
+        reference_scores: the SavedModel's score of every catalog row (1..n) for each user, [users, n].
+        context: names the interpreter.
+
+    Returns:
+        Identical lists and overlap per k, and the largest difference between a
+        returned score and the reference score of the same row.
+    """
     catalog = reference_scores.shape[1]
     identical, overlaps, differences = {}, {}, []
     for k in TOP_K_VALUES:
@@ -290,7 +305,7 @@ def _personalized(reference, candidate, users: ParityUsers, context: ParityConte
         {contract.USER_VECTOR: _state(state, contract.USER_VECTOR), contract.USER_BIAS: _state(state, contract.USER_BIAS)}
         for state in reference_states
     ]
-    figures[contract.TOP_K_FOR_STATE] = _top_k(
+    figures[contract.TOP_K_FOR_STATE] = top_k_figures(
         contract.TOP_K_FOR_STATE, reference, candidate, state_inputs, reference_matrix, context
     )
     return figures

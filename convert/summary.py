@@ -15,6 +15,7 @@ KB = 1024
 PARITY_FIGURES = (
     "pairs", "max_abs_diff", "mean_abs_diff", "rmse_saved_model", "rmse_tflite", "rmse_diff",
     "ranking_users", "ranking_movies", "top10_overlap", "top10_overlap_min", "kendall_tau", "kendall_tau_min",
+    "ranking_max_abs_diff",
 )
 REPORT_FIELDS = {"quantization": str, "size_bytes": int, "accepted": bool, "tolerances": dict, "runtimes": list,
                  "failures": list, "signature_parity": dict}

@@ -101,11 +101,15 @@ def test_importing_convert_does_not_import_tensorflow():
 
 
 def runtime(runtime="ai_edge_litert", version="2.3.0", default=True, builtin=True, loads=True, diff=1e-6):
-    from convert.results import DelegateRun, RuntimeCheck
+    from convert.results import DelegateRun, RuntimeCheck, SignatureRun
 
     def run(ok):
-        return DelegateRun(runs=ok, error=None if ok else "failed to prepare", latency_ms=1.0 if ok else None,
-                           max_abs_diff=diff if ok else None)
+        calls = {
+            "serving_default": SignatureRun(True, None, 1.0, 1e-7),
+            "top_k": SignatureRun(ok, None if ok else "failed to prepare", 1.0 if ok else None, diff if ok else None),
+        }
+        return DelegateRun(runs=ok, error=None if ok else "failed to prepare", latency_ms=1.0,
+                           max_abs_diff=diff if ok else None, signatures=calls)
 
     return RuntimeCheck(runtime, version, "/usr/bin/python3", loads, None if loads else "Didn't find op",
                         run(default) if loads else None, run(builtin) if loads else None, 10)
@@ -141,5 +145,6 @@ class TestTargetVerdicts:
 
         assert runtime_disagreements([runtime(diff=RUNTIME_MAX_ABS_DIFF / 2)]) == []
         failures = runtime_disagreements([runtime(diff=1.5, default=False)])
-        assert [f.check for f in failures] == ["runtime.ai_edge_litert"]
-        assert failures[0].figure == 1.5 and "builtin kernels differs from the SavedModel by 1.5" in failures[0].message
+        assert [f.check for f in failures] == ["runtime.ai_edge_litert.top_k"]
+        assert failures[0].figure == 1.5
+        assert "builtin kernels differs from the SavedModel by 1.5 on top_k" in failures[0].message
