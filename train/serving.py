@@ -230,11 +230,12 @@ class FactorServing(tf.Module):
         design = tf.concat([tf.gather(self.movie_vectors, rows), tf.ones_like(known)[:, None]], axis=1)
         design = design * known[:, None]
         residual = (history_ratings - self.global_mean - tf.gather(self.movie_bias, rows)) * known
-        gram = tf.matmul(design, design, transpose_a=True) + tf.linalg.diag(self.ridge)
+        gram = tf.matmul(design, design, transpose_a=True)
         target = tf.linalg.matvec(design, residual, transpose_a=True)
 
         def step(i, x, r, p, rr):
-            gram_p = tf.linalg.matvec(gram, p)
+            # (A^T A + diag(ridge)) p, without a (D + 1)^2 diagonal matrix (a MATRIX_DIAG op or constant).
+            gram_p = tf.linalg.matvec(gram, p) + self.ridge * p
             alpha = tf.math.divide_no_nan(rr, tf.reduce_sum(p * gram_p))
             x = x + alpha * p
             r = r - alpha * gram_p
