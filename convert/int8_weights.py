@@ -34,7 +34,7 @@ from convert.saved_model import import_tensorflow
 
 logger = logging.getLogger(__name__)
 
-# Weights this small stay float32 (biases, the last layer, the ridge diagonal);
+# Weights this small stay float32 (biases, the last layer, the ridge penalties);
 # the converter's dynamic-range quantizer uses the same threshold.
 WEIGHT_ONLY_MIN_ELEMENTS = 1024
 INT8_MAX = 127
