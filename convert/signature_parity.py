@@ -32,6 +32,7 @@ from convert.runtime_probe import encode_strings
 from convert.saved_model import import_tensorflow
 from convert.signatures import SignatureSet
 from device_runtime import contract
+from train.fold_in import rows_by_user
 
 # History lengths of the ranked users, in turn (None: all of the user's training rows, at most MAX_HISTORY).
 HISTORY_LENGTHS = (0, 1, 5, 20, 50, None)
@@ -99,23 +100,16 @@ class ParityUsers:
     def __init__(self, ids, user_rows: Mapping[str, int], test, train=None):
         self.ids = np.asarray(ids, dtype=object)
         self.rows = np.asarray([user_rows.get(user, contract.OOV_ROW) for user in self.ids], np.int32)
-        by_user = _rows_by_user(test[0])
+        by_user = rows_by_user(test[0])
         self.test_titles = tuple(np.asarray(test[1], dtype=object)[by_user.get(u, [])] for u in self.ids)
         self.test_ratings = tuple(np.asarray(test[2], np.float32)[by_user.get(u, [])] for u in self.ids)
         self.histories: tuple = ()
         if train is not None:
-            by_user = _rows_by_user(train[0])
+            by_user = rows_by_user(train[0])
             self.histories = tuple(
                 _history(train, by_user.get(user), HISTORY_LENGTHS[i % len(HISTORY_LENGTHS)], i)
                 for i, user in enumerate(self.ids)
             )
-
-
-def _rows_by_user(users: np.ndarray) -> dict[str, np.ndarray]:
-    users = np.asarray(users, dtype=object)
-    order = np.argsort(users, kind="stable")
-    names, starts = np.unique(users[order], return_index=True)
-    return {name: order[start:stop] for name, start, stop in zip(names, starts, list(starts[1:]) + [len(order)])}
 
 
 def history_of(train, user: str, length: Optional[int], position: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +124,7 @@ def history_of(train, user: str, length: Optional[int], position: int) -> tuple[
     Returns:
         (titles as an object array, ratings as float32).
     """
-    return _history(train, _rows_by_user(train[0]).get(user), length, position)
+    return _history(train, rows_by_user(train[0]).get(user), length, position)
 
 
 def _history(train, rows: Optional[np.ndarray], length: Optional[int], position: int) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +171,7 @@ def measure_signatures(
 def _score_rows(candidate, users: ParityUsers, context: ParityContext, strings_pairs, strings_matrix) -> ParityFigures:
     pair_users, pair_titles, ratings, reference_scores = strings_pairs
     scores = np.empty(len(pair_users), np.float32)
-    for user, indices in _rows_by_user(pair_users).items():
+    for user, indices in rows_by_user(pair_users).items():
         user_row = np.array([context.user_rows.get(user, contract.OOV_ROW)], np.int32)
         item_rows = _movie_rows(context, pair_titles[indices])
         scores[indices] = _rating(candidate(contract.SCORE_ROWS, user_row=user_row, item_rows=item_rows))
