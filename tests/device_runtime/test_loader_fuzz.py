@@ -1,0 +1,204 @@
+"""Fuzzing the first code that touches a model file's bytes: `read_flatbuffer`, `integrity.verify`, `read_manifest`.
+
+Thousands of damaged copies of the sealed kit fixture (manifest format 2) go
+through the readers as a Ranker uses them (parse, verify the checksum, read the
+manifest and its vocabularies). Every case must end in a typed error (a
+`DeviceRuntimeError`) or a verified load, and a verified load must be of the
+original bytes (every mutation changes the file, so none may be verified):
+never another exception type, and never longer than `CASE_SECONDS` (a hang
+fails the test). The manifest reader is also run on the unverified bytes, so it
+stays safe for a caller that reads it first.
+
+Mutations: byte flips, zeroed runs, truncations, and the flatbuffer's own
+offsets, lengths, indices and vtable entries rewritten on purpose (found by
+`benchmarks.corruption.flatbuffer_fields`), including buffers addressed by
+64-bit offset and size (a variant of the fixture in the layout of files over
+2 GB). TensorFlow-free: runs in both environments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import signal
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from benchmarks.corruption import Field, Role, flatbuffer_fields, hostile_values
+from device_runtime.errors import DeviceRuntimeError, ManifestError, ModelLoadError
+from device_runtime.flatbuffer import read_flatbuffer
+from device_runtime.integrity import checksum_position, file_checksum, verify
+from device_runtime.manifest import (
+    CHECKSUM_HEX_DIGITS,
+    MANIFEST_METADATA_NAME,
+    MOVIES_METADATA_NAME,
+    USERS_METADATA_NAME,
+    Manifest,
+    read_manifest,
+)
+from tests.device_runtime import make_fixtures
+
+CASE_SECONDS = 2.0  # one case takes about a millisecond
+KIT_METADATA = (MANIFEST_METADATA_NAME, USERS_METADATA_NAME, MOVIES_METADATA_NAME)
+# Deterministic examples: the same cases on every run and in both environments.
+FUZZ = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+class CaseTimedOut(BaseException):
+    """A case ran past CASE_SECONDS (a BaseException, so no reader's handler can swallow it)."""
+
+
+@contextlib.contextmanager
+def time_bound(seconds: float):
+    def expire(signum, frame):
+        raise CaseTimedOut
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def read_as_a_ranker_does(data: bytes):
+    """Parse, verify, read the manifest and its vocabularies; returns the Verification."""
+    model = read_flatbuffer(data, "fuzzed.tflite")
+    verification = verify(data, model, "fuzzed.tflite")
+    manifest = read_manifest(model)
+    if manifest is not None:
+        manifest.users, manifest.movies  # parsed lazily: checked against their hashes here
+    return verification
+
+
+def read_manifest_unverified(data: bytes) -> None:
+    """The manifest reader alone, on bytes nobody verified."""
+    manifest = read_manifest(read_flatbuffer(data, "fuzzed.tflite"))
+    if manifest is not None:
+        manifest.users, manifest.movies
+
+
+def check_case(original: bytes, damaged: bytes, what: str) -> None:
+    """Fails unless `damaged` is refused with a typed error (or is the original, verified)."""
+    for reader in (read_as_a_ranker_does, read_manifest_unverified):
+        try:
+            with time_bound(CASE_SECONDS):
+                result = reader(damaged)
+        except DeviceRuntimeError:
+            continue
+        except CaseTimedOut:
+            pytest.fail(f"{reader.__name__} ran longer than {CASE_SECONDS} s on {what}")
+        except Exception as error:  # noqa: BLE001 - any other type is the failure under test
+            pytest.fail(f"{reader.__name__} raised {type(error).__name__} ({error}) on {what}")
+        if reader is read_as_a_ranker_does:
+            assert result.verified and damaged == original, f"a damaged file was accepted: {what}"
+
+
+def rewritten(data: bytes, field: Field, value: int) -> bytes:
+    damaged = bytearray(data)
+    struct.pack_into(field.format, damaged, field.position, value)
+    return bytes(damaged)
+
+
+def seal(data: bytearray) -> bytes:
+    """Writes the file's own checksum into it, as the converter does."""
+    position = checksum_position(read_flatbuffer(bytes(data)))
+    data[position : position + CHECKSUM_HEX_DIGITS] = file_checksum(bytes(data), position).encode("ascii")
+    return bytes(data)
+
+
+def with_external_buffers(data: bytes) -> bytes:
+    """The sealed file with the kit's metadata buffers addressed by 64-bit offset and size, resealed.
+
+    Files over 2 GB keep buffer data after the flatbuffer; each such Buffer
+    table has no `data` vector but `offset` and `size` (fields 1 and 2). Here
+    each kit metadata buffer gets a new Buffer table of that form, appended to
+    the file, pointing at the same bytes as before.
+    """
+    fields = {field.name: field for field in flatbuffer_fields(data)}
+    names = {}
+    for field in fields.values():
+        if field.name.startswith("Model.metadata[") and field.name.endswith("].name length"):
+            start = field.position + 4
+            names[field.name[: -len(".name length")]] = data[start : start + field.read(data)].decode()
+    result = bytearray(data)
+    for entry, name in names.items():
+        if name not in KIT_METADATA:
+            continue
+        index = fields[f"{entry}.buffer"].read(data)
+        slot = fields[f"Model.buffers[{index}] offset"].position
+        length_field = fields[f"Model.buffers[{index}].data length"]
+        result += bytes(-len(result) % 8)
+        vtable = len(result)
+        table = vtable + 12  # the table's 64-bit fields then sit 8-aligned
+        result += struct.pack("<5H", 10, 20, 0, 4, 12) + bytes(2)
+        result += struct.pack("<iQQ", table - vtable, length_field.position + 4, length_field.read(data))
+        struct.pack_into("<I", result, slot, table - slot)
+    return seal(result)
+
+
+class Original(bytes):
+    """A fixture's bytes that show as their name in a failure report (not as 150 kB of repr)."""
+
+    def __new__(cls, content: bytes, name: str):
+        instance = super().__new__(cls, content)
+        instance.name = name
+        return instance
+
+    def __repr__(self) -> str:
+        return f"<{self.name}, {len(self)} bytes>"
+
+
+@pytest.fixture(scope="session")
+def kit_bytes(fixtures_dir) -> bytes:
+    return Original((fixtures_dir / make_fixtures.KIT).read_bytes(), make_fixtures.KIT)
+
+
+@pytest.fixture(scope="session")
+def kit_fields(kit_bytes) -> tuple[Field, ...]:
+    return flatbuffer_fields(kit_bytes)
+
+
+@pytest.fixture(scope="session")
+def external(kit_bytes) -> bytes:
+    return Original(with_external_buffers(kit_bytes), f"{make_fixtures.KIT} with external buffers")
+
+
+def reader_fields(fields) -> list[Field]:
+    """The fields `read_flatbuffer` itself follows (the rest only the interpreter reads)."""
+    return [
+        field
+        for field in fields
+        if field.role is Role.ROOT_OFFSET
+        or field.name.startswith(("Model vtable", "Model.operator_codes", "Model.buffers", "Model.metadata["))
+    ]
+
+
+# --- what the fuzzing found (each fixed in the reader named) -----------------------------
+
+
+def field_named(data: bytes, name: str) -> Field:
+    return next(field for field in flatbuffer_fields(data) if field.name == name)
+
+
+def test_a_zeroed_run_that_empties_every_vector_is_refused(kit_bytes):
+    """flatbuffer.py: zeroed from the Model table's fields to the manifest's first byte, the file
+    read as a model without buffers or metadata, so it passed for a foreign file without a checksum."""
+    start = field_named(kit_bytes, "Model.operator_codes offset").position + 1
+    end = kit_bytes.index(b'{"file_sha256"') + 1
+    damaged = kit_bytes[:start] + bytes(end - start) + kit_bytes[end:]
+    with pytest.raises(ModelLoadError, match="no buffers"):
+        read_flatbuffer(damaged, "zeroed.tflite")
+    buffers = field_named(kit_bytes, "Model.buffers length")
+    with pytest.raises(ModelLoadError, match="zeroed.tflite is truncated or corrupt"):
+        read_flatbuffer(rewritten(kit_bytes, buffers, 0), "zeroed.tflite")
