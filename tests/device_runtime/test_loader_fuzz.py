@@ -202,3 +202,15 @@ def test_a_zeroed_run_that_empties_every_vector_is_refused(kit_bytes):
     buffers = field_named(kit_bytes, "Model.buffers length")
     with pytest.raises(ModelLoadError, match="zeroed.tflite is truncated or corrupt"):
         read_flatbuffer(rewritten(kit_bytes, buffers, 0), "zeroed.tflite")
+
+
+def test_a_kit_file_whose_manifest_name_and_prefix_are_damaged_is_refused(kit_bytes):
+    """integrity.py: one flip in the manifest's metadata name and one in its first bytes left no
+    mark the check looked for (the vocabularies' names were not among them)."""
+    damaged = bytearray(kit_bytes)
+    damaged[kit_bytes.index(MANIFEST_METADATA_NAME.encode())] ^= 1
+    damaged[kit_bytes.index(b'{"file_sha256"')] ^= 1
+    model = read_flatbuffer(bytes(damaged), "flipped.tflite")
+    assert MANIFEST_METADATA_NAME not in model.metadata
+    with pytest.raises(ModelLoadError, match="flipped.tflite is corrupt: its manifest cannot be read"):
+        verify(bytes(damaged), model, "flipped.tflite")
