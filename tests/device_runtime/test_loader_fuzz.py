@@ -184,6 +184,20 @@ def reader_fields(fields) -> list[Field]:
     ]
 
 
+class ManifestParts(tuple):
+    """(the manifest's JSON document, the vocabularies' bytes), shown briefly in a failure report."""
+
+    def __repr__(self) -> str:
+        return "<the kit fixture's manifest and vocabularies>"
+
+
+@pytest.fixture(scope="session")
+def manifest_parts(kit_bytes) -> tuple[dict, dict]:
+    metadata = read_flatbuffer(kit_bytes).metadata
+    vocabularies = {name: metadata[name] for name in (USERS_METADATA_NAME, MOVIES_METADATA_NAME)}
+    return ManifestParts((json.loads(metadata[MANIFEST_METADATA_NAME]), vocabularies))
+
+
 # --- what the fuzzing found (each fixed in the reader named) -----------------------------
 
 
@@ -214,3 +228,24 @@ def test_a_kit_file_whose_manifest_name_and_prefix_are_damaged_is_refused(kit_by
     assert MANIFEST_METADATA_NAME not in model.metadata
     with pytest.raises(ModelLoadError, match="flipped.tflite is corrupt: its manifest cannot be read"):
         verify(bytes(damaged), model, "flipped.tflite")
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("movie_count", float("inf")), ("user_count", float("-inf")), ("training_metrics", None), ("training_metrics", [1])],
+)
+def test_manifest_values_that_broke_the_reader_are_refused(manifest_parts, key, value):
+    """manifest.py: int(inf) raised OverflowError; a training_metrics that is not an object loaded,
+    then broke `summary()` (and so `Ranker.info()`) with a TypeError."""
+    document, vocabularies = manifest_parts
+    payload = json.dumps({**document, key: value}).encode("utf-8")
+    with pytest.raises(ManifestError, match="convert the model again"):
+        Manifest.from_json_bytes(payload, vocabularies)
+
+
+def test_a_deeply_nested_manifest_is_refused(manifest_parts):
+    """manifest.py: JSON nested deeper than Python's recursion limit raised RecursionError."""
+    document, vocabularies = manifest_parts
+    payload = json.dumps(document)[:-1].encode() + b', "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(ManifestError, match="malformed"):
+        Manifest.from_json_bytes(payload, vocabularies)
