@@ -184,6 +184,122 @@ def reader_fields(fields) -> list[Field]:
     ]
 
 
+# --- the fixtures themselves -----------------------------------------------------------
+
+
+def test_fixture_is_sealed_and_every_kind_of_field_is_found(kit_bytes, kit_fields):
+    assert read_as_a_ranker_does(kit_bytes).verified
+    roles = {field.role for field in kit_fields}
+    assert roles >= {Role.ROOT_OFFSET, Role.VTABLE_OFFSET, Role.VTABLE_ENTRY, Role.OFFSET, Role.LENGTH, Role.INDEX}
+    names = {field.name for field in kit_fields}
+    # The metadata buffer indices and the buffers' data vectors are among them.
+    assert {"Model.metadata[0].buffer", "Model.buffers offset", "Model.buffers length"} <= names
+    assert any(name.startswith("Model.buffers[") and name.endswith("].data length") for name in names)
+    assert len(reader_fields(kit_fields)) > 100
+
+
+def test_external_buffer_variant_is_sealed_and_reads_the_same_metadata(kit_bytes, external):
+    original, variant = read_flatbuffer(kit_bytes).metadata, read_flatbuffer(external).metadata
+    assert sorted(variant) == sorted(original)
+    for name in original:  # the same bytes, but for the new checksum
+        assert variant[name] == original[name] or name == MANIFEST_METADATA_NAME
+    start = len(b'{"file_sha256": "') + CHECKSUM_HEX_DIGITS
+    assert variant[MANIFEST_METADATA_NAME][start:] == original[MANIFEST_METADATA_NAME][start:]
+    assert read_as_a_ranker_does(external).verified
+    extents = [field for field in flatbuffer_fields(external) if field.role is Role.EXTENT]
+    assert len(extents) == 2 * len(KIT_METADATA)
+
+
+def test_a_reader_that_hangs_or_raises_an_untyped_error_fails_the_case(kit_bytes, monkeypatch):
+    import sys
+    import time
+
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "CASE_SECONDS", 0.05)
+    monkeypatch.setattr(module, "read_flatbuffer", lambda data, source="": time.sleep(5))
+    with pytest.raises(pytest.fail.Exception, match="ran longer than 0.05 s"):
+        check_case(kit_bytes, kit_bytes[:-1], "a hanging reader")
+    monkeypatch.setattr(module, "read_flatbuffer", lambda data, source="": data[len(data) + 1])
+    with pytest.raises(pytest.fail.Exception, match="raised IndexError"):
+        check_case(kit_bytes, kit_bytes[:-1], "a reader with a bug")
+
+
+# --- random damage -----------------------------------------------------------------------
+
+
+@settings(FUZZ, max_examples=1200)
+@given(data=st.data())
+def test_byte_flips(kit_bytes, data):
+    flips = data.draw(
+        st.lists(st.tuples(st.integers(0, len(kit_bytes) - 1), st.integers(1, 255)), min_size=1, max_size=8,
+                 unique_by=lambda flip: flip[0])
+    )
+    damaged = bytearray(kit_bytes)
+    for position, mask in flips:
+        damaged[position] ^= mask
+    check_case(kit_bytes, bytes(damaged), f"flips {flips}")
+
+
+@settings(FUZZ, max_examples=600)
+@given(data=st.data())
+def test_zeroed_runs(kit_bytes, data):
+    start = data.draw(st.integers(0, len(kit_bytes) - 1))
+    length = data.draw(st.integers(1, 4096))
+    damaged = bytearray(kit_bytes)
+    damaged[start : start + length] = bytes(len(damaged[start : start + length]))
+    if bytes(damaged) != kit_bytes:
+        check_case(kit_bytes, bytes(damaged), f"{length} zeroed bytes at {start}")
+
+
+def test_truncations_at_every_field_and_at_random(kit_bytes, kit_fields):
+    cuts = {0, 1, 4, 7, 8, len(kit_bytes) - 1}
+    cuts |= {field.position + step for field in kit_fields for step in (0, 1, field.width)}
+    cuts |= set(range(0, len(kit_bytes), 97))
+    for size in sorted(cut for cut in cuts if cut < len(kit_bytes)):
+        check_case(kit_bytes, kit_bytes[:size], f"the file cut to {size} bytes")
+
+
+# --- offsets, lengths and indices pointing anywhere ----------------------------------------
+
+
+def test_every_hostile_value_in_every_field_the_reader_follows(kit_bytes, kit_fields):
+    cases = 0
+    for field in reader_fields(kit_fields):
+        for value in hostile_values(field, kit_bytes):
+            check_case(kit_bytes, rewritten(kit_bytes, field, value), f"{field.name} at {field.position} = {value}")
+            cases += 1
+    assert cases > 1500
+
+
+@settings(FUZZ, max_examples=1000)
+@given(data=st.data())
+def test_any_value_in_any_field(kit_bytes, kit_fields, data):
+    field = data.draw(st.sampled_from(kit_fields))
+    bits = 8 * field.width
+    low = -(1 << (bits - 1)) if field.signed else 0
+    value = data.draw(st.integers(low, low + (1 << bits) - 1).filter(lambda v: v != field.read(kit_bytes)))
+    check_case(kit_bytes, rewritten(kit_bytes, field, value), f"{field.name} at {field.position} = {value}")
+
+
+def test_buffer_offsets_and_sizes_outside_the_file(external):
+    fields = flatbuffer_fields(external)
+    for field in fields:
+        if field.role is Role.EXTENT or (field.role is Role.VTABLE_ENTRY and field.position >= len(external) - 200):
+            for value in hostile_values(field, external):
+                check_case(external, rewritten(external, field, value), f"{field.name} = {value}")
+
+
+# --- the manifest's JSON, sealed with a valid checksum -----------------------------------
+
+# Values a parser chokes on, drawn as often as all the others together.
+EDGE_VALUES = (float("inf"), float("-inf"), float("nan"), 10**40, -1, 0, True, "", [], {}, [float("inf")], ["x"])
+json_values = st.recursive(
+    st.sampled_from(EDGE_VALUES) | st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=10,
+)
+
+
 class ManifestParts(tuple):
     """(the manifest's JSON document, the vocabularies' bytes), shown briefly in a failure report."""
 
@@ -196,6 +312,41 @@ def manifest_parts(kit_bytes) -> tuple[dict, dict]:
     metadata = read_flatbuffer(kit_bytes).metadata
     vocabularies = {name: metadata[name] for name in (USERS_METADATA_NAME, MOVIES_METADATA_NAME)}
     return ManifestParts((json.loads(metadata[MANIFEST_METADATA_NAME]), vocabularies))
+
+
+@settings(FUZZ, max_examples=800)
+@given(data=st.data())
+def test_manifest_fields_of_any_value(manifest_parts, data):
+    """What a faulty or hostile converter could seal: any field replaced, dropped or added."""
+    document, vocabularies = manifest_parts
+    document = dict(document)
+    key = data.draw(st.sampled_from(sorted(document) + ["signature.output_shape", "signature.user_input", "extra"]))
+    action = data.draw(st.sampled_from(["replace", "drop"]))
+    if key.startswith("signature."):
+        document["signature"] = dict(document["signature"])
+        target, key = document["signature"], key.partition(".")[2]
+    else:
+        target = document
+    if action == "drop" and key in target:
+        del target[key]
+    else:
+        target[key] = data.draw(json_values)
+    vocabularies = dict(vocabularies)
+    if data.draw(st.booleans()):
+        name = data.draw(st.sampled_from(sorted(vocabularies)))
+        vocabularies[name] = data.draw(st.binary(max_size=64))
+    payload = json.dumps(document, allow_nan=True).encode("utf-8")
+    try:
+        with time_bound(CASE_SECONDS):
+            manifest = Manifest.from_json_bytes(payload, vocabularies)
+            manifest.users, manifest.movies, manifest.summary()
+    except DeviceRuntimeError:
+        return
+    except CaseTimedOut:
+        pytest.fail(f"reading the manifest ran longer than {CASE_SECONDS} s with {key} {action}d")
+    except Exception as error:  # noqa: BLE001 - any other type is the failure under test
+        pytest.fail(f"{type(error).__name__} ({error}) with {key} {action}d: {target.get(key)!r}")
+    assert dataclasses.is_dataclass(manifest)
 
 
 # --- what the fuzzing found (each fixed in the reader named) -----------------------------
