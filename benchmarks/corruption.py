@@ -260,7 +260,7 @@ def mutate(data: bytes, kind: Kind, rng: random.Random, fields: Sequence[Field] 
             if any(data[start : start + length]):
                 damaged = bytearray(data)
                 damaged[start : start + length] = bytes(length)
-                return Mutation(kind, f"zeroed {length} bytes at {start}", bytes(damaged))
+                return Mutation(kind, f"zeroed {length} byte{'s' if length > 1 else ''} at {start}", bytes(damaged))
     damaged = bytearray(data)
     positions = sorted(rng.sample(range(len(data)), min(rng.randint(1, MAX_FLIPPED_BYTES), len(data))))
     for position in positions:
@@ -306,9 +306,16 @@ def rewrite_field(data: bytes, field: Field, rng: random.Random) -> Mutation:
         value = rng.choice(values)
     damaged = bytearray(data)
     struct.pack_into(field.format, damaged, field.position, value)
-    return Mutation(Kind.FIELD, f"{field.name} ({field.role.value}) at {field.position}: {current} -> {value}", bytes(damaged))
+    detail = f"{field.name} ({field.role.value}) at {field.position}: {current} -> {value}"
+    return Mutation(Kind.FIELD, detail, bytes(damaged))
 
 
 def case_rng(seed: int, case: int) -> random.Random:
     """The generator of case `case` of a run seeded with `seed` (reproducible on any machine)."""
     return random.Random(f"ranking-kit mutation {seed} {case}")
+
+
+def case_mutation(data: bytes, seed: int, case: int, kinds: Sequence[Kind], fields: Sequence[Field] = ()) -> Mutation:
+    """Case `case` of a run seeded with `seed`: its kind drawn from `kinds`, then the mutation itself."""
+    rng = case_rng(seed, case)
+    return mutate(data, rng.choice(tuple(kinds)), rng, fields)
