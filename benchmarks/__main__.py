@@ -4,9 +4,15 @@
         [--candidates 1,10,100,1000,all] [--threads 1,2,4] [--backend NAME ...]
         [--methods rank,invoke,loop,signature_loop] [--runs N] [--warmup N] [--min-seconds S]
         [--out results.json] [--csv results.csv] [--plot latency.png]
+    python -m benchmarks mutations --model M.tflite [--count 10000] [--seed N] [--jobs N] [--timeout S]
+        [--kinds flip,zero,truncate] [--backend NAME] --out RESULT.json [--markdown F] [--keep DIR]
+    python -m benchmarks soak --model A.tflite --model B.tflite [--calls 1000000] [--threads 8]
+        [--swap-every 1000] [--backend NAME] --out RESULT.json [--markdown F]
 
 Expected mistakes (missing file, bad count, backend not installed, matplotlib
-missing for --plot, ...) print one line to stderr and exit with code 2.
+missing for --plot, ...) print one line to stderr and exit with code 2. The
+mutation run exits with 1 when a damaged copy was not refused with a typed error,
+the soak when a call or check failed or the resident memory grew.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -31,11 +38,31 @@ from benchmarks.config import (
     parse_positive_ints,
 )
 from benchmarks.errors import BenchmarkError
-from benchmarks.latency import run_latency
-from benchmarks.report import check_output_path, format_table, matplotlib_available, write_csv, write_json, write_plot
+from benchmarks.latency import resolve_backends, run_latency
+from benchmarks.mutations import (
+    DEFAULT_COUNT,
+    DEFAULT_SEED,
+    DEFAULT_TIMEOUT_SECONDS,
+    MutationSettings,
+    Outcome,
+    parse_kinds,
+    run_mutations,
+)
+from benchmarks.report import (
+    check_output_path,
+    format_table,
+    matplotlib_available,
+    write_csv,
+    write_json,
+    write_plot,
+    write_report_files,
+)
+from benchmarks.soak import DEFAULT_CALLS, DEFAULT_SWAP_EVERY, DEFAULT_THREADS, SoakSettings, run_soak
 from device_runtime.errors import DeviceRuntimeError, one_line
 
+EXIT_FOUND = 1  # the mutation run: a damaged copy was not refused; the soak: a failure
 EXIT_USAGE = 2
+PROGRAM = "python -m benchmarks"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,7 +73,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser = _Parser(prog=PROGRAM, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     latency = commands.add_parser("latency", help="time ranking latency of one or more .tflite models")
     latency.add_argument("--model", action="append", required=True, type=Path, metavar="M.tflite",
@@ -91,6 +118,45 @@ def _parser() -> argparse.ArgumentParser:
     latency.add_argument("--plot", type=Path, metavar="latency.png",
                          help='plot latency against candidates (needs matplotlib: pip install ".[bench]")')
     latency.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+    mutations = commands.add_parser(
+        "mutations", help="load and rank damaged copies of a model, each in its own process, and count the outcomes"
+    )
+    mutations.add_argument("--model", required=True, type=Path, metavar="M.tflite",
+                           help="a model converted by `python -m convert` (with its vocabularies)")
+    mutations.add_argument("--count", type=int, default=DEFAULT_COUNT, metavar="N",
+                           help=f"mutated copies (default: {DEFAULT_COUNT})")
+    mutations.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="N",
+                           help="names the mutations: case K of seed N is the same on any machine "
+                           f"(default: {DEFAULT_SEED})")
+    mutations.add_argument("--jobs", type=int, default=1, metavar="N", help="cases running at once (default: 1)")
+    mutations.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, metavar="S",
+                           help="a case running longer is killed and counted as hung "
+                           f"(default: {DEFAULT_TIMEOUT_SECONDS:g})")
+    mutations.add_argument("--kinds", default="flip,zero,truncate", metavar="LIST",
+                           help="mutations drawn with equal chances: flip, zero, truncate, field "
+                           "(default: flip,zero,truncate, the issue's experiment)")
+    mutations.add_argument("--backend", default="auto", metavar="NAME",
+                           help="auto, litert (ai_edge_litert), tflite_runtime or tensorflow (default: auto)")
+    mutations.add_argument("--out", required=True, type=Path, metavar="RESULT.json", help="write the JSON report here")
+    mutations.add_argument("--markdown", type=Path, metavar="F.md", help="also write the report as Markdown")
+    mutations.add_argument("--keep", type=Path, metavar="DIR", help="copy every mutated file that was not refused here")
+    mutations.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+    soak = commands.add_parser("soak", help="rank on one Ranker from many threads while swapping its model, for long")
+    soak.add_argument("--model", action="append", required=True, type=Path, metavar="M.tflite",
+                      help="give it twice: model A (served first) and model B, swapped back and forth")
+    soak.add_argument("--calls", type=int, default=DEFAULT_CALLS, metavar="N",
+                      help=f"ranking calls in all, bad ones included (default: {DEFAULT_CALLS})")
+    soak.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
+                      help=f"threads sharing the Ranker (default: {DEFAULT_THREADS})")
+    soak.add_argument("--swap-every", type=int, default=DEFAULT_SWAP_EVERY, metavar="N",
+                      help=f"calls between two reloads (default: {DEFAULT_SWAP_EVERY})")
+    soak.add_argument("--backend", default="auto", metavar="NAME",
+                      help="auto, litert (ai_edge_litert), tflite_runtime or tensorflow (default: auto)")
+    soak.add_argument("--out", required=True, type=Path, metavar="RESULT.json", help="write the JSON report here")
+    soak.add_argument("--markdown", type=Path, metavar="F.md", help="also write the report as Markdown")
+    soak.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     return parser
 
 
@@ -149,25 +215,94 @@ def _configure_logging(quiet: bool) -> None:
     root.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
+def _latency(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    for path, option in ((args.out, "--out"), (args.csv, "--csv"), (args.plot, "--plot")):
+        if path is not None:
+            check_output_path(path, option)
+    if args.plot is not None and not matplotlib_available():
+        raise BenchmarkError('--plot needs matplotlib, which is not installed; pip install ".[bench]" or drop --plot')
+    report = run_latency(settings)
+    if args.out is not None:
+        write_json(report, args.out)
+    if args.csv is not None:
+        write_csv(report, args.csv)
+    if args.plot is not None:
+        write_plot(report, args.plot)
+    print(format_table(report))
+    written = [str(p) for p in (args.out, args.csv, args.plot) if p is not None]
+    if written:
+        print(f"\nwrote {', '.join(written)}")
+    return 0
+
+
+def _mutations(args: argparse.Namespace, command: str) -> int:
+    resolve_backends([args.backend])
+    settings = MutationSettings(
+        model=args.model,
+        count=args.count,
+        seed=args.seed,
+        jobs=args.jobs,
+        timeout_seconds=args.timeout,
+        kinds=parse_kinds(args.kinds),
+        backend=args.backend,
+        keep=args.keep,
+    )
+    _check_report_paths(args)
+    report = run_mutations(settings, command)
+    write_report_files(report, args.out, args.markdown)
+    total = len(report.cases)
+    for outcome in Outcome:
+        breakdown = ", ".join(f"{key} {count}" for key, count in report.breakdown(outcome).items())
+        print(f"{outcome.value:>8}: {report.count(outcome):>6} of {total}" + (f"  ({breakdown})" if breakdown else ""))
+    print(f"\nwrote {', '.join(str(p) for p in (args.out, args.markdown) if p is not None)}")
+    if not report.clean:
+        not_refused = total - report.count(Outcome.REFUSED)
+        print(f"{not_refused} damaged copies were not refused with a typed error", file=sys.stderr)
+        return EXIT_FOUND
+    return 0
+
+
+def _soak(args: argparse.Namespace, command: str) -> int:
+    resolve_backends([args.backend])
+    settings = SoakSettings(
+        models=tuple(args.model),
+        calls=args.calls,
+        threads=args.threads,
+        swap_every=args.swap_every,
+        backend=args.backend,
+    )
+    _check_report_paths(args)
+    report = run_soak(settings, command)
+    write_report_files(report, args.out, args.markdown)
+    document = report.to_dict()
+    rss = document["rss"]
+    growth = "n/a" if rss["growth_bytes"] is None else f"{rss['growth_bytes'] / 2**20:+.1f} MiB"
+    print(f"{report.calls:,} calls in {report.seconds:.0f} s; results by model: {document['results_by_model']}; "
+          f"{report.swaps} swaps, {report.refused_reloads} refused reloads, {report.bad_calls:,} bad calls refused")
+    print(f"failures: {report.failures}; RSS growth {growth}; {'passed' if report.passed else 'FAILED'}")
+    print(f"\nwrote {', '.join(str(p) for p in (args.out, args.markdown) if p is not None)}")
+    return 0 if report.passed else EXIT_FOUND
+
+
+def _check_report_paths(args: argparse.Namespace) -> None:
+    for path, option in ((args.out, "--out"), (args.markdown, "--markdown")):
+        if path is not None:
+            check_output_path(path, option)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     _configure_logging(args.quiet)
+    command = f"{PROGRAM} {shlex.join(argv)}"
     try:
-        settings = _settings(args)
-        for path, option in ((args.out, "--out"), (args.csv, "--csv"), (args.plot, "--plot")):
-            if path is not None:
-                check_output_path(path, option)
-        if args.plot is not None and not matplotlib_available():
-            raise BenchmarkError('--plot needs matplotlib, which is not installed; pip install ".[bench]" or drop --plot')
-        report = run_latency(settings)
-        if args.out is not None:
-            write_json(report, args.out)
-        if args.csv is not None:
-            write_csv(report, args.csv)
-        if args.plot is not None:
-            write_plot(report, args.plot)
-        print(format_table(report))
+        if args.command == "mutations":
+            return _mutations(args, command)
+        if args.command == "soak":
+            return _soak(args, command)
+        return _latency(args)
     except (BenchmarkError, DeviceRuntimeError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
@@ -177,10 +312,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:  # stdout piped into e.g. `head`: stop quietly, as other command-line tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    written = [str(p) for p in (args.out, args.csv, args.plot) if p is not None]
-    if written:
-        print(f"\nwrote {', '.join(written)}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -163,8 +163,7 @@ class LatencySettings:
         if not self.models:
             raise SettingsError("no model given; pass --model M.tflite (repeat it to compare several)")
         for model in self.models:
-            if not Path(model).is_file():
-                raise SettingsError(f"model file {model} does not exist; check the --model path")
+            check_model_file(model)
         if self.candidates_file is not None and not Path(self.candidates_file).is_file():
             raise SettingsError(f"candidates file {self.candidates_file} does not exist; check --candidates-file")
         if self.saved_model is not None and not (Path(self.saved_model) / "saved_model.pb").is_file():
@@ -210,6 +209,12 @@ class LatencySettings:
             "block": self.block,
             "cold": self.cold,
         }
+
+
+def check_model_file(model) -> None:
+    """Raises SettingsError, naming --model, when `model` is not a file."""
+    if not Path(model).is_file():
+        raise SettingsError(f"model file {model} does not exist; check the --model path")
 
 
 def _valid_count(count) -> bool:

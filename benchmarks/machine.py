@@ -266,3 +266,34 @@ def describe_machine(backends: Mapping[str, str]) -> Machine:
         backends=dict(backends),
         load_average=load,
     )
+
+
+def machine_text(machine: Machine, software: Optional[Mapping[str, Optional[str]]] = None) -> str:
+    """One sentence naming the CPU, cores, load average and software versions.
+
+    Args:
+        machine: from `benchmarks.machine.describe_machine`.
+        software: further package -> version pairs to name (e.g. the training stack).
+    """
+    cores = f"{machine.cores_usable or '?'} of {machine.cores or '?'} cores usable"
+    versions = {"numpy": machine.numpy, **dict(machine.backends), **dict(software or {})}
+    versions.pop("python", None)  # already named from the machine block
+    load = ", ".join(f"{value:.2f}" for value in machine.load_average) if machine.load_average else "n/a"
+    governor = machine.governor or "n/a"
+    text = (
+        f"{machine.cpu_model or 'unknown CPU'} ({machine.architecture}, {cores}, governor {governor}); "
+        f"{machine.python}; {', '.join(f'{name} {version}' for name, version in versions.items() if version)}; "
+        f"load average {load} at the start"
+    )
+    if machine.emulated:
+        text += f". EMULATED ({machine.emulation_evidence}): these are not the real CPU's figures"
+    return text
+
+
+def produced_by(command: str, machine: Machine, started_at: str, software=None) -> list[str]:
+    """The Markdown lines that say which command produced a table, when, and on which machine."""
+    return [
+        f"Produced by `{command}` on {started_at}.",
+        "",
+        f"Machine: {machine_text(machine, software)}.",
+    ]

@@ -148,6 +148,13 @@ def write_json(report: LatencyReport, path: Path) -> None:
     _write(path, (text + "\n").encode("utf-8"))
 
 
+def write_report_files(report, out: Path, markdown: Optional[Path] = None) -> None:
+    """Writes a report's JSON (`report.to_dict()`) and, if asked, its Markdown (`report.to_markdown()`), atomically."""
+    _write(out, (json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    if markdown is not None:
+        _write(markdown, report.to_markdown().encode("utf-8"))
+
+
 def write_csv(report: LatencyReport, path: Path) -> None:
     """Writes one row per record (the record fields plus the CPU, arch and emulated flag)."""
     machine_columns = {

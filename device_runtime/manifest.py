@@ -142,6 +142,8 @@ class Manifest:
         unknown = [key for key in self.signatures if key not in contract.SIGNATURES]
         if unknown or contract.STRINGS not in self.signatures:
             raise ManifestError(f"the manifest lists signatures {list(self.signatures)}; convert the model again")
+        if not isinstance(self.training_metrics, Mapping):
+            raise ManifestError("the manifest's training_metrics is not a JSON object; convert the model again")
         if len(self.file_sha256) != CHECKSUM_HEX_DIGITS or any(c not in "0123456789abcdef" for c in self.file_sha256):
             raise ManifestError("the manifest's file_sha256 is not 64 lowercase hex digits; convert the model again")
         for name, vocabulary, digest, count in (
@@ -232,7 +234,7 @@ class Manifest:
             return cls(**data)
         except ManifestError:
             raise
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as error:  # e.g. int(inf), [[[...]]]
             raise ManifestError(f"the embedded manifest is malformed ({error}); convert the model again") from None
 
     def summary(self) -> dict:
