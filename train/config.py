@@ -8,6 +8,9 @@ import enum
 from train.errors import ConfigError
 
 
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+
+
 class Optimizer(str, enum.Enum):
     ADAGRAD = "adagrad"
     ADAM = "adam"
@@ -101,6 +104,10 @@ class TrainConfig:
             raise ConfigError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        if self.early_stopping_patience < 0:
+            raise ConfigError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
