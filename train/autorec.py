@@ -22,6 +22,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras
 
+from train.config import AutoRecConfig
 from train.data import MAX_RATING, MIN_RATING
 from train.early_stopping import TrainingCurve, fit_with_early_stopping
 from train.metrics import rmse
@@ -29,31 +30,6 @@ from train.metrics import rmse
 logger = logging.getLogger(__name__)
 
 RATINGS = "ratings"  # the feature: a [rows, columns] rating matrix, 0 where unrated
-
-
-@dataclasses.dataclass(frozen=True)
-class AutoRecConfig:
-    """Settings of one AutoRec.
-
-    Attributes:
-        hidden: sigmoid units of the code layer.
-        l2: lambda of the L2 penalty on the weights (relative to the summed squared error).
-        dropout: share of the input entries dropped during training.
-        learning_rate: Adam's learning rate.
-        init_stddev: standard deviation of the initial weights (biases start at 0).
-        max_steps: the most full-batch steps to train.
-        steps_per_epoch: steps between two validations.
-        patience: validations without a new best before stopping.
-    """
-
-    hidden: int = 500
-    l2: float = 100.0
-    dropout: float = 0.2
-    learning_rate: float = 3e-3
-    init_stddev: float = 0.03
-    max_steps: int = 1500
-    steps_per_epoch: int = 20
-    patience: int = 5
 
 
 class AutoRec(tfrs.models.Model):

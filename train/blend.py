@@ -28,8 +28,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from train.autorec import AutoRecConfig, fit_autorec
-from train.config import TrainConfig
+from train.autorec import fit_autorec
+from train.config import AutoRecConfig, TrainConfig
 from train.data import MAX_RATING, MIN_RATING, Ratings
 from train.early_stopping import TrainingCurve
 from train.factor_tables import FactorTables, fold
@@ -177,7 +177,7 @@ def train_blend(
     matrices.append(factorization_matrix)
 
     # AutoRecs: item-based ones read movies' rating rows, user-based ones users'.
-    autorec = _autorec_config(config)
+    autorec = config.blend.autorec
     for by_user, count in ((False, config.blend.item_autorecs), (True, config.blend.user_autorecs)):
         for k in range(count):
             name = f"{'user' if by_user else 'item'} AutoRec {k + 1}"
@@ -268,20 +268,6 @@ def _fit_autorec_member(fitted, validation, shape, by_user: bool, config: AutoRe
         return rebuilt.T if by_user else rebuilt
 
     return MemberFit(name, model.curve, config.steps_per_epoch, model.fit_seconds), matrix_of
-
-
-def _autorec_config(config: TrainConfig) -> AutoRecConfig:
-    blend = config.blend
-    return AutoRecConfig(
-        hidden=blend.autorec_hidden,
-        l2=blend.autorec_l2,
-        dropout=blend.autorec_dropout,
-        learning_rate=blend.autorec_learning_rate,
-        init_stddev=blend.autorec_init_stddev,
-        max_steps=blend.autorec_steps_max,
-        steps_per_epoch=blend.autorec_eval_every,
-        patience=blend.autorec_patience,
-    )
 
 
 def _index_rows(rows: Ratings, user_row: dict, movie_row: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import time
 from typing import Optional, Sequence
 
@@ -38,11 +37,10 @@ import tf_keras
 from device_runtime.signature import ITEM_INPUT, USER_INPUT
 from train.data import MAX_RATING, MIN_RATING
 from train.early_stopping import TrainingCurve, fit_with_early_stopping
+from train.errors import ConfigError
 from train.factor_tables import FactorTables
 from train.model import TrainingData, dataset_rmse
 from train.side_features import YEAR_BUCKETS, SideFeatures
-
-logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +61,9 @@ class FactorizationConfig:
 
     def __post_init__(self):
         if self.dimension < 1:
-            raise ValueError(f"dimension must be >= 1, got {self.dimension}")
+            raise ConfigError(f"dimension must be >= 1, got {self.dimension}")
         if self.vector_l2 < 0 or self.bias_l2 < 0:
-            raise ValueError(f"L2 weights must be >= 0, got {self.vector_l2} and {self.bias_l2}")
+            raise ConfigError(f"L2 weights must be >= 0, got {self.vector_l2} and {self.bias_l2}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from train.config import BlendConfig, preset_config
+from train.config import AutoRecConfig, BlendConfig, preset_config
 
 pytestmark = pytest.mark.tensorflow
 
-TINY_BLEND = BlendConfig(autorec_hidden=16, autorec_steps_max=20, autorec_eval_every=10, export_rank=4)
+TINY_BLEND = BlendConfig(autorec=AutoRecConfig(hidden=16, max_steps=20, steps_per_epoch=10), export_rank=4)
 
 
 def _tiny_config(**changes):
@@ -91,7 +91,7 @@ def test_blend_figures_are_typed_and_count_epochs_run_and_kept(tiny_blend):
         assert 1 <= member.curve.best_epoch <= member.curve.epochs_run <= 2
         assert len(member.curve.validation_rmse) == member.curve.epochs_run
     details = result.to_dict()
-    assert details["members"][1]["steps_per_epoch"] == TINY_BLEND.autorec_eval_every
+    assert details["members"][1]["steps_per_epoch"] == TINY_BLEND.autorec.steps_per_epoch
     assert len(details["blend_weights"]) == 4 and details["export_rank"] == TINY_BLEND.export_rank
 
 

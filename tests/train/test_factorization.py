@@ -154,7 +154,8 @@ def test_factorization_model_computes_svdpp_with_side_features():
 def test_autorec_loss_counts_observed_entries_only():
     import tensorflow as tf
 
-    from train.autorec import RATINGS, AutoRec, AutoRecConfig
+    from train.autorec import RATINGS, AutoRec
+    from train.config import AutoRecConfig
 
     ratings = np.array([[5.0, 0.0, 3.0], [0.0, 4.0, 0.0]], np.float32)
     model = AutoRec(3, AutoRecConfig(hidden=2, l2=10.0, dropout=0.0))
