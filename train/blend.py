@@ -33,7 +33,7 @@ from train.config import AutoRecConfig, TrainConfig
 from train.data import MAX_RATING, MIN_RATING, Ratings
 from train.early_stopping import TrainingCurve
 from train.factor_tables import FactorTables, fold
-from train.factorization import FactorizationConfig, fit_factorization, implicit_feedback
+from train.factorization import FactorizationConfig, LookupTables, fit_factorization, implicit_feedback
 from train.metrics import rmse
 from train.model import VALIDATION_BATCH, TrainingData, rows_dataset
 from train.side_features import side_features
@@ -148,7 +148,7 @@ def train_blend(
     matrices: list[_MatrixOf] = []
 
     # SVD++ with side features.
-    history = implicit_feedback(fitted[0], fitted[1], shape[0])
+    tables = LookupTables(tuple(users), tuple(movies), side, implicit_feedback(fitted[0], fitted[1], shape[0]))
     data = TrainingData(
         batches=rows_dataset(fit_rows).shuffle(len(fit_rows), seed=config.seed).batch(config.batch_size),
         steps_per_epoch=None,
@@ -157,10 +157,7 @@ def train_blend(
     )
     factorization = fit_factorization(
         data,
-        users,
-        movies,
-        side,
-        history,
+        tables,
         FactorizationConfig(config.embedding_dimension, config.blend.mf_l2, config.blend.mf_bias_l2),
         mean_rating=float(np.mean(fitted[2])),
         learning_rate=config.learning_rate,
@@ -171,8 +168,7 @@ def train_blend(
     members.append(MemberFit("matrix factorisation", factorization.curve, None, factorization.fit_seconds))
 
     def factorization_matrix(rows):
-        rated = implicit_feedback(rows[0], rows[1], shape[0])
-        return factorization.model.factor_tables(users, movies, rated).rating_matrix()
+        return factorization.model.factor_tables(implicit_feedback(rows[0], rows[1], shape[0])).rating_matrix()
 
     matrices.append(factorization_matrix)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -113,31 +113,43 @@ def implicit_feedback(
     return ImplicitFeedback(movies.astype(np.int32), splits.astype(np.int64))
 
 
-class FactorizationModel(tfrs.models.Model):
-    """SVD++ with side features over the vocabularies `users` and `movies` (see the module)."""
+@dataclasses.dataclass(frozen=True)
+class LookupTables:
+    """What the model looks up besides its weights, all built before `fit` from training rows.
 
-    def __init__(
-        self,
-        users: Sequence[str],
-        movies: Sequence[str],
-        side: SideFeatures,
-        history: ImplicitFeedback,
-        config: FactorizationConfig,
-        mean_rating: float,
-    ):
-        super().__init__()
-        self.config = config
-        self.user_count, self.movie_count = len(users) + 1, len(movies) + 1
-        if len(side.user_features) != self.user_count or len(side.movie_year) != self.movie_count:
+    Attributes:
+        users, movies: the vocabularies (row k+1 is entry k; row 0 every unknown id).
+        side: the side-feature tables over them.
+        rated: each user row's rated movie rows, N(u).
+    """
+
+    users: tuple[str, ...]
+    movies: tuple[str, ...]
+    side: SideFeatures
+    rated: ImplicitFeedback
+
+    def __post_init__(self):
+        if len(self.side.user_features) != len(self.users) + 1 or len(self.side.movie_year) != len(self.movies) + 1:
             raise ValueError("the side tables do not match the vocabularies")
-        if history.user_rows != self.user_count:
-            raise ValueError(f"the implicit feedback has {history.user_rows} user rows, expected {self.user_count}")
-        self.user_lookup = tf_keras.layers.StringLookup(vocabulary=list(users), mask_token=None)
-        self.movie_lookup = tf_keras.layers.StringLookup(vocabulary=list(movies), mask_token=None)
+        if self.rated.user_rows != len(self.users) + 1:
+            raise ValueError(f"the rated-movie sets have {self.rated.user_rows} user rows, expected one per user + 1")
+
+
+class FactorizationModel(tfrs.models.Model):
+    """SVD++ with side features over the vocabularies of `tables` (see the module)."""
+
+    def __init__(self, tables: LookupTables, config: FactorizationConfig, mean_rating: float):
+        super().__init__()
+        self.tables = tables
+        self.config = config
+        self.user_count, self.movie_count = len(tables.users) + 1, len(tables.movies) + 1
+        self.user_lookup = tf_keras.layers.StringLookup(vocabulary=list(tables.users), mask_token=None)
+        self.movie_lookup = tf_keras.layers.StringLookup(vocabulary=list(tables.movies), mask_token=None)
+        side = tables.side
         self.user_features = tf.constant(side.user_features)
         self.movie_genres = tf.constant(side.movie_genres)
         self.movie_year = tf.constant(side.movie_year)
-        self.rated_movies = _ragged(history)  # not `history`: fit sets model.history
+        self.rated_movies = _ragged(tables.rated)
 
         dimension = config.dimension
         self.user_embedding = self._vectors(self.user_count)
@@ -185,22 +197,22 @@ class FactorizationModel(tfrs.models.Model):
         predictions = self.global_mean + user_bias + movie_bias + tf.reduce_sum(user_vectors * movie_vectors, axis=1)
         return predictions, user_vectors, movie_vectors, user_bias, movie_bias
 
-    def _user_terms(self, user_rows: tf.Tensor, history: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _user_terms(self, user_rows: tf.Tensor, rated: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Composed user vectors [B, d] and biases [B] of user rows [B]."""
         features = tf.gather(self.user_features, user_rows)
-        vectors = self.user_embedding(user_rows) + self._implicit_vectors(user_rows, history)
+        vectors = self.user_embedding(user_rows) + self._implicit_vectors(user_rows, rated)
         bias = self.user_id_bias(user_rows)
         for k, (embedding, feature_bias) in enumerate(zip(self.user_feature_embeddings, self.user_feature_biases)):
             vectors += embedding(features[:, k])
             bias += feature_bias(features[:, k])
         return vectors, tf.squeeze(bias, axis=1)
 
-    def _implicit_vectors(self, user_rows: tf.Tensor, history: tf.RaggedTensor) -> tf.Tensor:
+    def _implicit_vectors(self, user_rows: tf.Tensor, rated: tf.RaggedTensor) -> tf.Tensor:
         """|N(u)|^-1/2 sum_{j in N(u)} Y[j] for user rows [B], computed once per distinct user."""
         distinct, position = tf.unique(user_rows)
-        rated = tf.gather(history, distinct)
-        summed = tf.reduce_sum(self.implicit_embedding(rated), axis=1)
-        scale = tf.math.rsqrt(tf.maximum(tf.cast(rated.row_lengths(), tf.float32), 1.0))
+        movies = tf.gather(rated, distinct)
+        summed = tf.reduce_sum(self.implicit_embedding(movies), axis=1)
+        scale = tf.math.rsqrt(tf.maximum(tf.cast(movies.row_lengths(), tf.float32), 1.0))
         return tf.gather(summed * scale[:, None], position)
 
     def _movie_terms(self, movie_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -211,18 +223,15 @@ class FactorizationModel(tfrs.models.Model):
         bias = self.movie_id_bias(movie_rows) + self.genre_bias(genres) + self.year_bias(year)
         return vectors, tf.squeeze(bias, axis=1)
 
-    def factor_tables(
-        self, users: Sequence[str], movies: Sequence[str], history: Optional[ImplicitFeedback] = None
-    ) -> FactorTables:
-        """The model as factor tables over every user and movie row.
+    def factor_tables(self, rated: Optional[ImplicitFeedback] = None) -> FactorTables:
+        """The model as factor tables over every user and movie row (row 0: the unknown ids' terms).
 
         Args:
-            users, movies: the vocabularies the model was built with.
-            history: N(u) for the user vectors; None uses the training one.
-                (A refit-free way to let later ratings move a user's vector.)
+            rated: N(u) for the user vectors; None uses the training one. Later
+                ratings can move a user's vector this way without refitting.
         """
         user_vectors, user_bias = self._user_terms(
-            tf.range(self.user_count), self.rated_movies if history is None else _ragged(history)
+            tf.range(self.user_count), self.rated_movies if rated is None else _ragged(rated)
         )
         movie_vectors, movie_bias = self._movie_terms(tf.range(self.movie_count))
         return FactorTables(
@@ -231,8 +240,8 @@ class FactorizationModel(tfrs.models.Model):
             movie_bias=movie_bias.numpy(),
             user_vectors=user_vectors.numpy(),
             movie_vectors=movie_vectors.numpy(),
-            users=tuple(users),
-            movies=tuple(movies),
+            users=self.tables.users,
+            movies=self.tables.movies,
         )
 
 
@@ -240,10 +249,8 @@ def _biases(rows: int) -> tf_keras.layers.Embedding:
     return tf_keras.layers.Embedding(rows, 1, embeddings_initializer="zeros")
 
 
-def _ragged(history: ImplicitFeedback) -> tf.RaggedTensor:
-    return tf.RaggedTensor.from_row_splits(
-        tf.constant(history.movie_rows), tf.constant(history.row_splits), validate=False
-    )
+def _ragged(rated: ImplicitFeedback) -> tf.RaggedTensor:
+    return tf.RaggedTensor.from_row_splits(tf.constant(rated.movie_rows), tf.constant(rated.row_splits), validate=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,10 +264,7 @@ class FittedFactorization:
 
 def fit_factorization(
     data: TrainingData,
-    users: Sequence[str],
-    movies: Sequence[str],
-    side: SideFeatures,
-    history: ImplicitFeedback,
+    tables: LookupTables,
     config: FactorizationConfig,
     *,
     mean_rating: float,
@@ -275,9 +279,8 @@ def fit_factorization(
     Args:
         data: training batches (dicts of user_id, movie_title, user_rating) and
             the validation batches for early stopping (None: every epoch, last weights).
-        users, movies: the vocabularies (unknown ids share row 0).
-        side: side tables over the vocabularies, from training rows only.
-        history: N(u) from the training rows the model is fitted on.
+        tables: the vocabularies, side tables and N(u), from the training rows
+            the model is fitted on only.
         config: the model's settings.
         mean_rating: the training rows' mean rating (the global mean's start).
         learning_rate, epochs, patience, seed: Adam's rate, the maximum epochs,
@@ -289,7 +292,7 @@ def fit_factorization(
     """
     tf_keras.utils.set_random_seed(seed)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = FactorizationModel(users, movies, side, history, config, mean_rating)
+        model = FactorizationModel(tables, config, mean_rating)
         model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=learning_rate))
     if strategy is not None:
         model.distribute_reduction_method = "first"  # as in train.model.fit_model

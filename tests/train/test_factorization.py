@@ -68,13 +68,13 @@ def test_rated_movie_sets_count_each_movie_once_and_can_keep_the_last_n():
 
 
 def _tiny_factorization():
-    from train.factorization import FactorizationConfig, FactorizationModel, implicit_feedback
+    from train.factorization import FactorizationConfig, FactorizationModel, LookupTables, implicit_feedback
     from train.side_features import side_features
 
     side = side_features([TRAINING_ROWS], USERS, MOVIES)
-    history = implicit_feedback(np.array([1, 2, 1]), np.array([1, 2, 2]), user_count=4)
+    rated = implicit_feedback(np.array([1, 2, 1]), np.array([1, 2, 2]), user_count=4)
     config = FactorizationConfig(dimension=3, vector_l2=0.1, bias_l2=0.01, init_stddev=0.5)
-    return FactorizationModel(USERS, MOVIES, side, history, config, mean_rating=3.5), side
+    return FactorizationModel(LookupTables(USERS, MOVIES, side, rated), config, mean_rating=3.5), side
 
 
 def _by_hand(model, side, user_row: int, movie_row: int, rated: list):
@@ -143,7 +143,7 @@ def test_factorization_model_computes_svdpp_with_side_features():
     # The factor tables give the same ratings, and a new rated-movie set moves only the user vectors.
     from train.factorization import implicit_feedback
 
-    tables = model.factor_tables(USERS, MOVIES, implicit_feedback(np.array([1]), np.array([3]), user_count=4))
+    tables = model.factor_tables(implicit_feedback(np.array([1]), np.array([3]), user_count=4))
     _, user, movie, user_bias, movie_bias = _by_hand(model, side, 1, 2, rated=[3])
     np.testing.assert_allclose(tables.user_vectors[1], user, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(tables.movie_vectors[2], movie, rtol=1e-5, atol=1e-6)
@@ -215,7 +215,7 @@ def test_factorization_fits_the_same_under_a_distribution_strategy():
     the rated-movie sets, lookups and per-example averaged loss work inside a replica."""
     import tensorflow as tf
 
-    from train.factorization import FactorizationConfig, fit_factorization, implicit_feedback
+    from train.factorization import FactorizationConfig, LookupTables, fit_factorization, implicit_feedback
     from train.model import TrainingData, rows_dataset
     from train.side_features import side_features
 
@@ -224,15 +224,21 @@ def test_factorization_fits_the_same_under_a_distribution_strategy():
         movie_title=np.array(["A (1931)", "B (1995)", "B (1995)", "C (1977)", "C (1977)", "A (1931)"] * 4),
         user_rating=np.array([5.0, 3.0, 4.0, 2.0, 1.0, 4.0] * 4, np.float32),
     )
-    side = side_features([rows], USERS, MOVIES)
-    history = implicit_feedback(np.array([1, 2, 1, 3, 2, 3]), np.array([1, 2, 2, 3, 3, 1]), user_count=4)
-    config = FactorizationConfig(dimension=4)
+    rated = implicit_feedback(np.array([1, 2, 1, 3, 2, 3]), np.array([1, 2, 2, 3, 3, 1]), user_count=4)
+    tables = LookupTables(USERS, MOVIES, side_features([rows], USERS, MOVIES), rated)
 
     def fit(strategy):
         data = TrainingData(rows_dataset(rows).batch(8), None, rows_dataset(rows).batch(8), len(rows.user_id))
         fitted = fit_factorization(
-            data, USERS, MOVIES, side, history, config,
-            mean_rating=3.2, learning_rate=0.05, epochs=3, patience=3, seed=5, strategy=strategy,
+            data,
+            tables,
+            FactorizationConfig(dimension=4),
+            mean_rating=3.2,
+            learning_rate=0.05,
+            epochs=3,
+            patience=3,
+            seed=5,
+            strategy=strategy,
         )
         return fitted.curve.validation_rmse
 
