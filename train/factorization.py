@@ -154,7 +154,11 @@ class FactorizationModel(tfrs.models.Model):
         dimension = config.dimension
         self.user_embedding = self._vectors(self.user_count)
         self.movie_embedding = self._vectors(self.movie_count)
-        self.implicit_embedding = self._vectors(self.movie_count)
+        self.implicit_vectors = self.add_weight(
+            name="implicit_vectors",
+            shape=(self.movie_count, dimension),
+            initializer=tf_keras.initializers.RandomNormal(stddev=config.init_stddev),
+        )
         self.user_id_bias = _biases(self.user_count)
         self.movie_id_bias = _biases(self.movie_count)
         self.user_feature_embeddings = [self._vectors(size) for size in side.user_feature_sizes]
@@ -172,6 +176,9 @@ class FactorizationModel(tfrs.models.Model):
             loss=tf_keras.losses.MeanSquaredError(reduction=tf_keras.losses.Reduction.NONE),
             metrics=[tf_keras.metrics.RootMeanSquaredError()],
         )
+        # Create every weight now rather than while `fit` traces its first step, so that a
+        # seed gives the same initial weights with or without a distribution strategy.
+        self({USER_INPUT: tf.constant([""]), ITEM_INPUT: tf.constant([""])})
 
     def _vectors(self, rows: int) -> tf_keras.layers.Embedding:
         initializer = tf_keras.initializers.RandomNormal(stddev=self.config.init_stddev)
@@ -208,12 +215,20 @@ class FactorizationModel(tfrs.models.Model):
         return vectors, tf.squeeze(bias, axis=1)
 
     def _implicit_vectors(self, user_rows: tf.Tensor, rated: tf.RaggedTensor) -> tf.Tensor:
-        """|N(u)|^-1/2 sum_{j in N(u)} Y[j] for user rows [B], computed once per distinct user."""
+        """|N(u)|^-1/2 sum_{j in N(u)} Y[j] for user rows [B], computed once per distinct user.
+
+        The batch's distinct users and their rated movies form a sparse [users, movies]
+        matrix of weights |N(u)|^-1/2; one sparse-dense product with Y gives every sum.
+        Its cost grows with the batch's ratings, not the data's, and Y's gradient
+        comes out dense (no per-step de-duplication of sparse rows).
+        """
         distinct, position = tf.unique(user_rows)
         movies = tf.gather(rated, distinct)
-        summed = tf.reduce_sum(self.implicit_embedding(movies), axis=1)
-        scale = tf.math.rsqrt(tf.maximum(tf.cast(movies.row_lengths(), tf.float32), 1.0))
-        return tf.gather(summed * scale[:, None], position)
+        rows = movies.value_rowids()
+        weights = tf.gather(tf.math.rsqrt(tf.maximum(tf.cast(movies.row_lengths(), tf.float32), 1.0)), rows)
+        shape = tf.cast(tf.stack([tf.size(distinct), self.movie_count]), tf.int64)
+        sets = tf.SparseTensor(tf.stack([rows, tf.cast(movies.flat_values, tf.int64)], axis=1), weights, shape)
+        return tf.gather(tf.sparse.sparse_dense_matmul(sets, self.implicit_vectors), position)
 
     def _movie_terms(self, movie_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Composed movie vectors [B, d] and biases [B] of movie rows [B]."""

@@ -88,7 +88,7 @@ def _by_hand(model, side, user_row: int, movie_row: int, rated: list):
     for k, (vectors, biases) in enumerate(zip(model.user_feature_embeddings, model.user_feature_biases)):
         user += vectors.get_weights()[0][features[k]]
         user_bias += biases.get_weights()[0][features[k], 0]
-    implicit = model.implicit_embedding.get_weights()[0]
+    implicit = model.implicit_vectors.numpy()
     if rated:
         user += implicit[rated].sum(axis=0) / np.sqrt(len(rated))
     genres, year = side.movie_genres[movie_row], side.movie_year[movie_row]
