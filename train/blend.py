@@ -138,71 +138,44 @@ def train_blend(
         validation_rows = None
     user_row = {user: row for row, user in enumerate(users, start=1)}
     movie_row = {movie: row for row, movie in enumerate(movies, start=1)}
-    fitted = _index_rows(fit_rows, user_row, movie_row)
-    validation = None if validation_rows is None else _index_rows(validation_rows, user_row, movie_row)
-    everything = fitted if validation is None else tuple(np.concatenate(pair) for pair in zip(fitted, validation))
-    side = side_features([fit_rows, validation_rows], users, movies)
+    fit = _index_rows(fit_rows, user_row, movie_row)
+    held_out = None if validation_rows is None else _index_rows(validation_rows, user_row, movie_row)
+    training = fit if held_out is None else tuple(np.concatenate(pair) for pair in zip(fit, held_out))
     shape = (len(users) + 1, len(movies) + 1)
 
-    members: list[MemberFit] = []
-    matrices: list[_MatrixOf] = []
-
-    # SVD++ with side features.
-    tables = LookupTables(tuple(users), tuple(movies), side, implicit_feedback(fitted[0], fitted[1], shape[0]))
-    data = TrainingData(
-        batches=rows_dataset(fit_rows).shuffle(len(fit_rows), seed=config.seed).batch(config.batch_size),
-        steps_per_epoch=None,
-        validation=None if validation_rows is None else rows_dataset(validation_rows).batch(VALIDATION_BATCH),
-        train_rows=len(fit_rows),
+    lookups = LookupTables(
+        tuple(users),
+        tuple(movies),
+        side_features([fit_rows, validation_rows], users, movies),  # training rows only
+        implicit_feedback(fit[0], fit[1], shape[0]),
     )
-    factorization = fit_factorization(
-        data,
-        tables,
-        FactorizationConfig(config.embedding_dimension, config.blend.mf_l2, config.blend.mf_bias_l2),
-        mean_rating=float(np.mean(fitted[2])),
-        learning_rate=config.learning_rate,
-        epochs=config.epochs,
-        patience=config.early_stopping_patience,
-        seed=config.seed,
-    )
-    members.append(MemberFit("matrix factorisation", factorization.curve, None, factorization.fit_seconds))
-
-    def factorization_matrix(rows):
-        return factorization.model.factor_tables(implicit_feedback(rows[0], rows[1], shape[0])).rating_matrix()
-
-    matrices.append(factorization_matrix)
-
+    fitted = [_fit_factorization_member(fit_rows, validation_rows, lookups, float(np.mean(fit[2])), config)]
     # AutoRecs: item-based ones read movies' rating rows, user-based ones users'.
-    autorec = config.blend.autorec
     for by_user, count in ((False, config.blend.item_autorecs), (True, config.blend.user_autorecs)):
         for k in range(count):
             name = f"{'user' if by_user else 'item'} AutoRec {k + 1}"
             seed = config.seed * 100 + (50 + k if by_user else k + 1)
-            member, matrix_of = _fit_autorec_member(fitted, validation, shape, by_user, autorec, seed, name)
-            members.append(member)
-            matrices.append(matrix_of)
+            fitted.append(_fit_autorec_member(fit, held_out, shape, by_user, config.blend.autorec, seed, name))
+    members = tuple(member for member, _ in fitted)
+    matrices = [matrix_of for _, matrix_of in fitted]
 
     validation_rmse = folded_validation_rmse = None
-    if validation is None:
+    if held_out is None:
         weights, intercept = np.full(len(matrices), 1.0 / len(matrices)), 0.0
     else:
-        users_v, movies_v, targets = validation
-        seen = [matrix_of(fitted) for matrix_of in matrices]  # what each member knew while validating
-        predictions = np.stack([matrix[movies_v, users_v] for matrix in seen], axis=1)
+        user_rows, movie_rows, targets = held_out
+        seen = [matrix_of(fit) for matrix_of in matrices]  # what each member knew while validating
+        predictions = np.stack([matrix[movie_rows, user_rows] for matrix in seen], axis=1)
         weights, intercept = blend_weights(predictions, targets, config.blend.blend_ridge)
         validation_rmse = rmse(np.clip(predictions @ weights + intercept, MIN_RATING, MAX_RATING), targets)
         folded = fold(_blended(seen, weights, intercept), config.blend.export_rank, users, movies)
-        folded_validation_rmse = rmse(folded.ratings(users_v, movies_v), targets)
+        folded_validation_rmse = rmse(folded.ratings(user_rows, movie_rows), targets)
 
-    tables = fold(
-        _blended([matrix_of(everything) for matrix_of in matrices], weights, intercept),
-        config.blend.export_rank,
-        users,
-        movies,
-    )
+    # The exported form: every member recoded from all training rows, blended, folded.
+    everything = [matrix_of(training) for matrix_of in matrices]
     result = BlendResult(
-        tables=tables,
-        members=tuple(members),
+        tables=fold(_blended(everything, weights, intercept), config.blend.export_rank, users, movies),
+        members=members,
         weights=tuple(float(weight) for weight in weights),
         intercept=float(intercept),
         validation_rmse=validation_rmse,
@@ -244,7 +217,41 @@ def blend_weights(predictions: np.ndarray, targets: np.ndarray, ridge: float) ->
     return solution[:members], float(solution[members])
 
 
-def _fit_autorec_member(fitted, validation, shape, by_user: bool, config: AutoRecConfig, seed: int, name: str):
+def _fit_factorization_member(
+    fit_rows: Ratings,
+    validation_rows: Optional[Ratings],
+    lookups: LookupTables,
+    mean_rating: float,
+    config: TrainConfig,
+) -> tuple[MemberFit, _MatrixOf]:
+    """Fits SVD++ with side features; returns its MemberFit and its prediction-matrix function."""
+    data = TrainingData(
+        batches=rows_dataset(fit_rows).shuffle(len(fit_rows), seed=config.seed).batch(config.batch_size),
+        steps_per_epoch=None,
+        validation=None if validation_rows is None else rows_dataset(validation_rows).batch(VALIDATION_BATCH),
+        train_rows=len(fit_rows),
+    )
+    fitted = fit_factorization(
+        data,
+        lookups,
+        FactorizationConfig(config.embedding_dimension, config.blend.mf_l2, config.blend.mf_bias_l2),
+        mean_rating=mean_rating,
+        learning_rate=config.learning_rate,
+        epochs=config.epochs,
+        patience=config.early_stopping_patience,
+        seed=config.seed,
+    )
+
+    def matrix_of(rows) -> np.ndarray:  # movies x users, rated-movie sets from `rows`
+        rated = implicit_feedback(rows[0], rows[1], len(lookups.users) + 1)
+        return fitted.model.factor_tables(rated).rating_matrix()
+
+    return MemberFit("matrix factorisation", fitted.curve, None, fitted.fit_seconds), matrix_of
+
+
+def _fit_autorec_member(
+    fit, held_out, shape, by_user: bool, config: AutoRecConfig, seed: int, name: str
+) -> tuple[MemberFit, _MatrixOf]:
     """Fits one AutoRec; returns its MemberFit and its prediction-matrix function."""
 
     def rating_matrix(rows) -> np.ndarray:  # [rows of the AutoRec, its columns]
@@ -253,11 +260,11 @@ def _fit_autorec_member(fitted, validation, shape, by_user: bool, config: AutoRe
         matrix[(users, movies) if by_user else (movies, users)] = ratings
         return matrix
 
-    held_out = None
-    if validation is not None:
-        users, movies, ratings = validation
-        held_out = (users, movies, ratings) if by_user else (movies, users, ratings)
-    model = fit_autorec(rating_matrix(fitted), held_out, config, seed, name)
+    validation = None
+    if held_out is not None:
+        users, movies, ratings = held_out
+        validation = (users, movies, ratings) if by_user else (movies, users, ratings)
+    model = fit_autorec(rating_matrix(fit), validation, config, seed, name)
 
     def matrix_of(rows) -> np.ndarray:  # movies x users, codes from `rows`
         rebuilt = model.rebuild(rating_matrix(rows))

@@ -37,7 +37,8 @@ def _serve(tables, users, movies):
 
     from train.factor_tables import serving_module
 
-    return serving_module(tables).serve(tf.constant(users), tf.constant(movies))["rating"].numpy()
+    module = serving_module(tables)  # held: its tf.function keeps only a weak reference to it
+    return module.serve(tf.constant(users), tf.constant(movies))["rating"].numpy()
 
 
 def test_vocabularies_are_every_user_and_movie_of_the_data(tiny_blend):
@@ -129,9 +130,12 @@ def test_blend_converts_to_builtin_ops_only(tiny_blend, tmp_path):
     assert list(runner.get_output_details()["rating"]["shape_signature"]) == [-1]
 
 
-def test_side_features_come_from_the_training_rows_only(tmp_path, monkeypatch):
-    """The pipeline hands the blend its training rows only; no test row reaches the side tables."""
-    from train import blend
+def test_blend_without_validation_rows_writes_finite_figures_and_sees_training_rows_only(tmp_path, monkeypatch):
+    """Without validation rows: every epoch run, equal weights, null (never Infinity) validation figures.
+    And the pipeline hands the blend its training rows only: no test row reaches the side tables."""
+    import json
+
+    from train import artifacts, blend
     from train.data import load_ratings, split_ratings
     from train.pipeline import train_and_export
 
@@ -143,22 +147,12 @@ def test_side_features_come_from_the_training_rows_only(tmp_path, monkeypatch):
         return original(row_sets, users, movies)
 
     monkeypatch.setattr(blend, "side_features", recording)
-    train_and_export(_tiny_config(), tmp_path / "model", max_train_rows=2000)
-    train_rows, test_rows = split_ratings(load_ratings())
+    train_and_export(_tiny_config(validation_fraction=0.0), tmp_path / "model", max_train_rows=2000)
+
+    train_rows, _ = split_ratings(load_ratings())
     columns = [np.concatenate([getattr(rows, column) for rows in seen]) for column in ("user_id", "timestamp")]
-    given = sorted(zip(*columns))
-    expected = sorted(zip(train_rows.user_id[:2000], train_rows.timestamp[:2000]))
-    assert given == expected
+    assert sorted(zip(*columns)) == sorted(zip(train_rows.user_id[:2000], train_rows.timestamp[:2000]))
 
-
-def test_blend_without_validation_rows_writes_finite_figures(tmp_path):
-    import json
-
-    from train import artifacts
-    from train.pipeline import train_and_export
-
-    config = _tiny_config(validation_fraction=0.0)
-    train_and_export(config, tmp_path / "model", max_train_rows=2000)
     text = (tmp_path / "model" / artifacts.METRICS_FILE).read_text()
     assert "Infinity" not in text and "NaN" not in text
     metrics = json.loads(text)
@@ -169,25 +163,6 @@ def test_blend_without_validation_rows_writes_finite_figures(tmp_path):
     assert details["blend_weights"] == [0.25] * 4 and details["blend_intercept"] == 0.0
     for member in details["members"]:
         assert member["validation_rmse"] is None and member["epochs_run"] == member["best_epoch"] == 2
-
-
-def test_blend_refuses_streamed_data(tmp_path):
-    from train.errors import ConfigError
-    from train.pipeline import train_and_export
-
-    config = preset_config("default")
-    with pytest.raises(ConfigError, match=r"trains on in-memory data on one machine"):
-        train_and_export(config, tmp_path / "m", data_source=str(_one_shard_folder(tmp_path)))
-    assert not (tmp_path / "m").exists()
-
-
-def _one_shard_folder(tmp_path):
-    from train import streaming
-
-    folder = tmp_path / "shards"
-    streaming.write_shards(folder, "train", ["1"], ["A (1990)"], [4], 1)
-    streaming.write_shards(folder, "test", ["1"], ["A (1990)"], [4], 1)
-    return folder
 
 
 def test_default_preset_beats_the_published_baselines_on_device(tmp_path):
