@@ -99,12 +99,14 @@ def fold(ratings: np.ndarray, rank: int, users: Sequence[str], movies: Sequence[
     movie_bias = known.mean(axis=1) - global_mean
     user_bias = known.mean(axis=0) - global_mean
     remainder = known - global_mean - movie_bias[:, None] - user_bias[None, :]
-    left, singular, right = np.linalg.svd(remainder, full_matrices=False)
+    # TensorFlow's SVD, not numpy's: on a busy 2-core machine numpy's OpenBLAS threads spin
+    # (10-14 s for 1664 x 943, measured) where TensorFlow's takes 1.7 s.
+    singular, left, right = (part.numpy() for part in tf.linalg.svd(tf.constant(remainder)))
     root = np.sqrt(singular[:rank])
     movie_vectors = np.zeros((known.shape[0] + 1, rank), np.float32)
     user_vectors = np.zeros((known.shape[1] + 1, rank), np.float32)
     movie_vectors[1:, : len(root)] = left[:, :rank] * root
-    user_vectors[1:, : len(root)] = right[:rank].T * root
+    user_vectors[1:, : len(root)] = right[:, :rank] * root
     return FactorTables(
         global_mean=float(global_mean),
         user_bias=np.concatenate([[0.0], user_bias]).astype(np.float32),
