@@ -53,6 +53,8 @@ Candidates = Union[Sequence[Id], np.ndarray, CandidateSet]
 
 # The training presets whose models answer the personalized signatures (factor models).
 PERSONALIZED_PRESETS = ("default", "mf")
+# The personalized signatures the Ranker calls.
+_PERSONALIZED_CALLS = (contract.USER_STATE, contract.SCORE_ROWS_FOR_STATE, contract.TOP_K_FOR_STATE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +197,11 @@ class Ranker:
         """True when the model carries its user and movie vocabularies."""
         return self._model.has_vocabularies
 
+    @property
+    def can_personalize(self) -> bool:
+        """True when the model serving answers the personalized signatures (`personalize` works)."""
+        return self._model.has(*_PERSONALIZED_CALLS)
+
     def reload(self, model_path: Union[str, os.PathLike]) -> RankerInfo:
         """Loads another model and, once it passed every check, serves it instead of the current one.
 
@@ -274,7 +281,7 @@ class Ranker:
             UnknownIdError: strict mode and a title outside the vocabulary.
         """
         model = self._model
-        if not model.has(contract.USER_STATE, contract.SCORE_ROWS_FOR_STATE, contract.TOP_K_FOR_STATE):
+        if not model.has(*_PERSONALIZED_CALLS):
             name = model.manifest.model_name if model.manifest else "a model not converted by this kit"
             raise SignatureError(
                 f"{model.path} ({name}) has no personalized signature ({contract.USER_STATE}); models of the "

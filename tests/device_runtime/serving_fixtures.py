@@ -155,10 +155,12 @@ def factor_reference(tables, histories: dict, vector_ridge=VECTOR_RIDGE, bias_ri
             "user_bias": bias,
             "scores": state_scores(tables, vector, bias).tolist(),
         }
+    user_rows = np.arange(len(tables.users) + 1)
     return {
         "users": list(tables.users),
         "movies": list(tables.movies),
         "scores": matrix,  # [user row][movie row - 1]; user row 0 = unknown users
+        "unknown_movie": tables.scores(user_rows, np.zeros_like(user_rows)).tolist(),  # [user row]
         "states": states,
     }
 
@@ -297,6 +299,9 @@ def _interpreter_factor_reference(path: Path, tables, histories: dict) -> dict:
         [float(x) for x in strings(user_id=_strings([user] * len(tables.movies)), movie_title=movies)["rating"]]
         for user in users
     ]
+    unknown_movie = [
+        float(strings(user_id=_strings([user]), movie_title=_strings([UNKNOWN_TITLE]))["rating"][0]) for user in users
+    ]
     state = interpreter.get_signature_runner("user_state")
     scored = interpreter.get_signature_runner("score_history")
     states = {}
@@ -310,7 +315,13 @@ def _interpreter_factor_reference(path: Path, tables, histories: dict) -> dict:
             "user_bias": float(result["user_bias"][0]),
             "scores": [float(x) for x in scores],
         }
-    return {"users": list(tables.users), "movies": list(tables.movies), "scores": matrix, "states": states}
+    return {
+        "users": list(tables.users),
+        "movies": list(tables.movies),
+        "scores": matrix,
+        "unknown_movie": unknown_movie,
+        "states": states,
+    }
 
 
 def build_serving_fixtures(out_dir: Path) -> dict:
