@@ -45,6 +45,7 @@ TOP_TIED = (6, 30)
 BOTTOM_TIED = (11, 49)
 TIE_BIAS = 10.0
 UNKNOWN_TITLE = "No Such Movie (2099)"
+TRUNCATED_MAX_HISTORY = 3  # the limit the "truncated" history is cleaned under
 
 
 def _movies():
@@ -75,6 +76,12 @@ def _histories() -> dict:
         },
         # 30 titles, none of the tied rows (their bias of 10 would make the solve ill-conditioned).
         "long": {"raw": _long(m), "cleaned": _long(m), "unknown": []},
+        # Under MAX_HISTORY = TRUNCATED_MAX_HISTORY: 5 distinct known titles (m[14] rated twice), the 3 most recent kept.
+        "truncated": {
+            "raw": [(m[13], 2.0), (m[14], 5.0), (m[15], 4.0), ("Unknown", 4.0), (m[16], 1.0), (m[14], 3.0), (m[17], 5.0)],
+            "cleaned": [(m[16], 1.0), (m[14], 3.0), (m[17], 5.0)],
+            "unknown": ["Unknown"],
+        },
     }
 
 
