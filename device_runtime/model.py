@@ -84,6 +84,7 @@ class LoadedModel:
         checksum: the verified file checksum, or None for a file without one.
         manifest: the embedded manifest, or None.
         signatures: the contract signature keys the file answers (the strings one first).
+        serves_rows: True when candidates are scored as rows (index signatures and vocabularies).
         loaded_at: when loading finished (seconds since the epoch).
         load_seconds: how long loading took, from reading the file to the last warm-up.
         lock: serialises every use of the interpreter.
@@ -136,6 +137,8 @@ class LoadedModel:
             for vocabulary in (manifest.user_vocabulary, manifest.movie_vocabulary):
                 if vocabulary is not None:
                     vocabulary.rows  # parses, checks the hash and the count
+        # Candidates are scored as rows when the model has the index signatures and its vocabularies.
+        self.serves_rows = self.has(contract.SCORE_ROWS, contract.TOP_K) and self.has_vocabularies
         self.lock = threading.Lock()
         self._row = np.zeros(1, dtype=np.int32)  # prepared one-element inputs, used under the lock
         self._k = np.zeros(1, dtype=np.int32)
@@ -198,10 +201,6 @@ class LoadedModel:
             )
         return vocabulary
 
-    @property
-    def serves_rows(self) -> bool:
-        """True when candidates can be scored as rows (index signatures and vocabularies)."""
-        return self.has(contract.SCORE_ROWS, contract.TOP_K) and self.has_vocabularies
 
     @functools.cached_property
     def catalog(self) -> CandidateSet:

@@ -365,10 +365,7 @@ class Ranker:
         if candidates is None:
             return self._rank_catalog(model, user, k)
         titles, scores = self._score(model, user, candidates)
-        order = np.argsort(-scores, kind="stable")
-        if k is not None:
-            order = order[:k]
-        return [(titles[i], float(scores[i])) for i in order.tolist()]
+        return [(titles[i], float(scores[i])) for i in best_first(scores, k).tolist()]
 
     def score_pairs(self, user_ids: Sequence[Id], movie_titles: Sequence[Id]) -> np.ndarray:
         """Scores aligned (user, movie) pairs through the strings signature.
@@ -493,6 +490,20 @@ class Ranker:
         unknown = [text for text in texts if text not in known]
         if unknown:
             raise unknown_ids_error(unknown, what, len(texts))
+
+
+def best_first(scores: np.ndarray, k: Optional[int]) -> np.ndarray:
+    """Positions of the k best scores, best first, equal scores in input order (a stable sort, cut at k).
+
+    For k below the count, a partition finds the k-th best score first and only
+    the scores at or above it are sorted, which gives the same positions.
+    """
+    negated = -scores
+    if k is None or k >= len(scores):
+        return np.argsort(negated, kind="stable")
+    kth = np.partition(negated, k - 1)[k - 1]
+    contenders = np.flatnonzero(negated <= kth)  # in input order, ties at the cut included
+    return contenders[np.argsort(negated[contenders], kind="stable")][:k]
 
 
 def _check_state(model: LoadedModel, user: PersonalizedUser) -> None:

@@ -226,3 +226,18 @@ def test_vocabularies_are_parsed_only_when_a_call_needs_them(fixtures_dir):
     rows = movies.rows
     ranker.rank("1", list(mf.MOVIES[:3]))
     assert movies.rows is rows  # built once
+
+
+def test_best_first_is_a_stable_sort_cut_at_k():
+    from device_runtime.ranker import best_first
+
+    scores = np.array([1.0, 3.0, 3.0, 2.0, 3.0, 2.0], dtype=np.float32)
+    assert best_first(scores, 2).tolist() == [1, 2]  # three tie at the top: the first two in input order
+    assert best_first(scores, 4).tolist() == [1, 2, 4, 3]
+    assert best_first(scores, None).tolist() == [1, 2, 4, 3, 5, 0]
+    assert best_first(scores[:0], 3).tolist() == []
+    rng = np.random.default_rng(5)
+    for count in (1, 7, 300):
+        values = rng.integers(0, 5, count).astype(np.float32)  # many ties
+        for k in (1, 3, count - 1 or 1, count, count + 1):
+            assert best_first(values, k).tolist() == np.argsort(-values, kind="stable")[:k].tolist()
