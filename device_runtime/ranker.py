@@ -364,8 +364,7 @@ class Ranker:
         model = self._model
         if candidates is None:
             return self._rank_catalog(model, user, k)
-        titles, scores = self._score(model, user, candidates)
-        return [(titles[i], float(scores[i])) for i in best_first(scores, k).tolist()]
+        return _ranked(*self._score(model, user, candidates), k)
 
     def score_pairs(self, user_ids: Sequence[Id], movie_titles: Sequence[Id]) -> np.ndarray:
         """Scores aligned (user, movie) pairs through the strings signature.
@@ -453,8 +452,8 @@ class Ranker:
             rows, scores = model.top_k_for_state(user.user_vector, user.user_bias, wanted)
         elif model.serves_rows:
             rows, scores = model.top_k(self._user_row(model, user_text(user)), wanted)
-        else:
-            return self.rank(user, model.catalog, k)
+        else:  # only the strings signature: score every title of the vocabulary
+            return _ranked(*self._score(model, user, model.catalog), k)
         titles = model.movie_vocabulary().ids
         return [(titles[row - 1], score) for row, score in zip(rows.tolist(), scores.tolist())]
 
@@ -490,6 +489,10 @@ class Ranker:
         unknown = [text for text in texts if text not in known]
         if unknown:
             raise unknown_ids_error(unknown, what, len(texts))
+
+
+def _ranked(titles: Sequence[str], scores: np.ndarray, k: Optional[int]) -> list[tuple[str, float]]:
+    return [(titles[i], float(scores[i])) for i in best_first(scores, k).tolist()]
 
 
 def best_first(scores: np.ndarray, k: Optional[int]) -> np.ndarray:
