@@ -128,6 +128,8 @@ class LoadedModel:
         self.manifest: Optional[Manifest] = read_manifest(self._flatbuffer)
         manifest = self.manifest
         self.signatures: tuple[str, ...] = manifest.signatures if manifest else (contract.STRINGS,)
+        self._users = manifest.user_vocabulary if manifest else None
+        self._movies = manifest.movie_vocabulary if manifest else None
         if options.strict and not self.has_vocabularies:
             raise ManifestError(
                 f"strict=True needs the user and movie vocabularies embedded in the model, and {path} "
@@ -183,23 +185,21 @@ class LoadedModel:
     @property
     def has_vocabularies(self) -> bool:
         """True when the model carries its user and movie vocabularies."""
-        manifest = self.manifest
-        return manifest is not None and manifest.user_vocabulary is not None and manifest.movie_vocabulary is not None
+        return self._users is not None and self._movies is not None
 
     def user_vocabulary(self) -> Vocabulary:
-        return self._vocabulary("user")
+        """The embedded user vocabulary; ManifestError when the model carries none."""
+        return self._users or self._no_vocabulary("user")
 
     def movie_vocabulary(self) -> Vocabulary:
-        return self._vocabulary("movie")
+        """The embedded movie vocabulary; ManifestError when the model carries none."""
+        return self._movies or self._no_vocabulary("movie")
 
-    def _vocabulary(self, what: str) -> Vocabulary:
-        vocabulary = None if self.manifest is None else getattr(self.manifest, f"{what}_vocabulary")
-        if vocabulary is None:
-            raise ManifestError(
-                f"{self.path} carries no {what} vocabulary, so the runtime cannot tell known ids from unknown "
-                "ones; convert the model with `python -m convert` to embed it"
-            )
-        return vocabulary
+    def _no_vocabulary(self, what: str):
+        raise ManifestError(
+            f"{self.path} carries no {what} vocabulary, so the runtime cannot tell known ids from unknown "
+            "ones; convert the model with `python -m convert` to embed it"
+        )
 
 
     @functools.cached_property
@@ -244,7 +244,7 @@ class LoadedModel:
             return result[contract.ITEM_ROWS], result[contract.RATING]
 
         with self.lock:
-            return self._run(run, f"rank the top {k} movies")
+            return self._run(run, "rank the top {} movies", k)
 
     def top_k_for_state(self, vector: np.ndarray, bias: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k best catalog rows for a user state and their scores, best first (`top_k_for_state`)."""
@@ -255,7 +255,7 @@ class LoadedModel:
             return result[contract.ITEM_ROWS], result[contract.RATING]
 
         with self.lock:
-            return self._run(run, f"rank the top {k} movies")
+            return self._run(run, "rank the top {} movies", k)
 
     def user_state(self, titles: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Folds a history (UTF-8 titles, float32 ratings) into a user state (`user_state`)."""
@@ -267,7 +267,7 @@ class LoadedModel:
             return vector, bias
 
         with self.lock:
-            return self._run(run, f"fold a history of {len(titles)} ratings")
+            return self._run(run, "fold a history of {} ratings", len(titles))
 
     # ----------------------------------------------------------------- internals
 
@@ -276,22 +276,25 @@ class LoadedModel:
         with self.lock:
             for start in range(0, count, MAX_BATCH):
                 stop = min(start + MAX_BATCH, count)
-                chunk = self._run(lambda prepared: run(prepared, start, stop), f"score {stop - start} pairs")
+                chunk = self._run(lambda prepared: run(prepared, start, stop), "score {} pairs", stop - start)
                 chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
                 if chunk.shape[0] != stop - start:
                     raise BackendError(f"the model returned {chunk.shape[0]} scores for {stop - start} pairs")
                 scores[start:stop] = chunk
         return scores
 
-    def _run(self, call: Callable[["_Prepared"], T], what: str) -> T:
-        """Runs `call` on the prepared interpreter (lock held), falling back once from a failing delegate."""
+    def _run(self, call: Callable[["_Prepared"], T], what: str, count: int) -> T:
+        """Runs `call` on the prepared interpreter (lock held), falling back once from a failing delegate.
+
+        `what.format(count)` names the call in an error message (formatted only on failure).
+        """
         try:
             return call(self._prepared)
         except (RuntimeError, ValueError) as error:
             self._prepared.strings.forget_size()
             reason = one_line(error)
             if self._loaded.delegates is not Delegates.DEFAULT or not is_delegate_failure(error):
-                raise self._call_failed(what, reason) from None
+                raise self._call_failed(what.format(count), reason) from None
         # A delegate that prepared at load time refused this call: replace the
         # interpreter by one without default delegates, for good.
         self._loaded, self._prepared = self._open(self._loaded.backend, Delegates.NONE)
@@ -301,7 +304,7 @@ class LoadedModel:
             return call(self._prepared)
         except (RuntimeError, ValueError) as error:
             self._prepared.strings.forget_size()
-            raise self._call_failed(what, one_line(error)) from None
+            raise self._call_failed(what.format(count), one_line(error)) from None
 
     def _call_failed(self, what: str, reason: str) -> BackendError:
         return BackendError(f"{self._loaded.backend.value} {self._loaded.version} failed to {what} with {self.path}: {reason}")
