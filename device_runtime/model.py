@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import os
 import threading
 import time
@@ -31,6 +30,7 @@ from typing import Any, Callable, Optional, TypeVar
 import numpy as np
 
 from device_runtime import contract
+from device_runtime._log import Logger
 from device_runtime.backends import Backend, Delegates, LoadedInterpreter, fallback_message, is_delegate_failure
 from device_runtime.backends import open_interpreter
 from device_runtime.errors import BackendError, ManifestError, ModelLoadError, SignatureError, one_line
@@ -46,7 +46,7 @@ from device_runtime.signature import (
     signatures_from_interpreter,
 )
 
-logger = logging.getLogger(__name__)
+logger = Logger(__name__)
 
 T = TypeVar("T")
 

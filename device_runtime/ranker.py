@@ -19,7 +19,6 @@ All paths give the same scores (within float32 rounding) and the same order.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from typing import Optional, Union
 import numpy as np
 
 from device_runtime import contract
+from device_runtime._log import Logger
 from device_runtime.backends import Backend, parse_backend
 from device_runtime.errors import ManifestError, ModelMismatchError, SignatureError
 from device_runtime.inputs import (
@@ -45,7 +45,7 @@ from device_runtime.model import MAX_BATCH, LoadedModel, LoadOptions, as_path
 from device_runtime.prepared import CandidateSet, PersonalizedUser, read_only
 from device_runtime.signature import SignatureMapping
 
-logger = logging.getLogger(__name__)
+logger = Logger(__name__)
 
 Id = Union[str, bytes, int]
 User = Union[Id, PersonalizedUser]
