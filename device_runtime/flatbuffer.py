@@ -153,7 +153,7 @@ def read_flatbuffer(data: bytes, source: str = "model") -> FlatbufferModel:
                 operators.append(OperatorCode(name=name, version=version, is_custom=False))
 
         buffers = reader.tables(root, 4)
-        extents = [_buffer_extent(reader, buffer) for buffer in buffers]  # each checked to lie inside the file
+        extents = _buffer_extents(reader, buffers)  # each checked to lie inside the file
         metadata, offsets = {}, {}
         for entry in reader.tables(root, 6):
             name = reader.string(entry, 0) or ""
@@ -175,17 +175,44 @@ def read_flatbuffer(data: bytes, source: str = "model") -> FlatbufferModel:
         ) from None
 
 
-def _buffer_extent(reader: _Reader, buffer: int) -> tuple[int, int]:
-    """(start, length) of a buffer's data, checked to lie inside the file; (0, 0) when empty."""
-    data_field, offset_field, size_field = reader.field_positions(buffer, 3)
-    start = length = 0
-    if data_field is not None:
-        vector = data_field + reader._unpack("<I", data_field)
-        start, length = vector + 4, reader._unpack("<I", vector)
-    if not length:
-        # Models over 2 GB keep buffers after the flatbuffer, addressed by offset/size.
-        offset = 0 if offset_field is None else reader._unpack("<Q", offset_field)
-        size = 0 if size_field is None else reader._unpack("<Q", size_field)
-        start, length = (offset, size) if offset > 1 else (0, 0)
-    reader.check_extent(start, length)
-    return start, length
+def _buffer_extents(reader: _Reader, buffers: list[int]) -> list[tuple[int, int]]:
+    """(start, length) of each buffer's data, checked to lie inside the file; (0, 0) when empty.
+
+    A model has hundreds of buffers, most of them empty, so this reads their
+    tables with local lookups only (it is most of a load's parsing time).
+    """
+    data, size = reader.data, reader.size
+    read_i32, read_u16, read_u32 = _STRUCTS["<i"].unpack_from, _STRUCTS["<H"].unpack_from, _STRUCTS["<I"].unpack_from
+    extents = []
+    for table in buffers:
+        if table < 0 or table + 4 > size:
+            raise ModelLoadError(f"a buffer table at offset {table} is outside the file")
+        vtable = table - read_i32(data, table)[0]
+        if vtable < 0 or vtable + 4 > size:
+            raise ModelLoadError(f"a vtable at offset {vtable} is outside the file")
+        vtable_size = read_u16(data, vtable)[0]
+        reader.check_extent(vtable, vtable_size)
+        data_offset = read_u16(data, vtable + 4)[0] if vtable_size > 4 else 0
+        length = 0
+        if data_offset:
+            field = table + data_offset
+            reader.check_extent(field, 4)
+            vector = field + read_u32(data, field)[0]
+            reader.check_extent(vector, 4)
+            start, length = vector + 4, read_u32(data, vector)[0]
+        if not length:
+            if vtable_size <= 6:  # no offset/size fields: an empty buffer
+                extents.append((0, 0))
+                continue
+            start, length = _external_extent(reader, table)
+        reader.check_extent(start, length)
+        extents.append((start, length))
+    return extents
+
+
+def _external_extent(reader: _Reader, table: int) -> tuple[int, int]:
+    """A buffer without inline data: models over 2 GB keep their buffers after the flatbuffer, by offset/size."""
+    _, offset_field, size_field = reader.field_positions(table, 3)
+    offset = 0 if offset_field is None else reader._unpack("<Q", offset_field)
+    length = 0 if size_field is None else reader._unpack("<Q", size_field)
+    return (offset, length) if offset > 1 else (0, 0)
