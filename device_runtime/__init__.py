@@ -22,7 +22,7 @@ from device_runtime.errors import (
     UnknownIdError,
 )
 from device_runtime.prepared import CandidateSet, PersonalizedUser
-from device_runtime.ranker import MAX_BATCH, Ranker, RankerInfo
+from device_runtime.ranker import MAX_BATCH, Ranker
 
 __all__ = [
     "Backend",
@@ -40,3 +40,12 @@ __all__ = [
     "SignatureError",
     "UnknownIdError",
 ]
+
+
+def __getattr__(name: str):
+    # RankerInfo's module is imported on first use: start-up time matters on a device.
+    if name == "RankerInfo":
+        from device_runtime.info import RankerInfo
+
+        return RankerInfo
+    raise AttributeError(f"module 'device_runtime' has no attribute {name!r}")

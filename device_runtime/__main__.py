@@ -21,9 +21,10 @@ from typing import Optional, Sequence
 
 from device_runtime.backends import Backend
 from device_runtime.errors import DeviceRuntimeError, one_line
-from device_runtime.inputs import check_history_entry
+from device_runtime.history import check_history_entry
+from device_runtime.info import RankerInfo
 from device_runtime.prepared import PersonalizedUser
-from device_runtime.ranker import Ranker, RankerInfo
+from device_runtime.ranker import Ranker
 
 EXIT_USAGE = 2
 DEFAULT_TOP_K = 10

@@ -68,7 +68,7 @@ class Delegates(str, enum.Enum):
     NONE = "none"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # compared by identity: fewer generated methods to compile at start-up
 class BackendPackage:
     """An importable interpreter package."""
 
@@ -78,7 +78,7 @@ class BackendPackage:
     op_resolver_type: Any  # the package's OpResolverType enum
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # compared by identity: fewer generated methods to compile at start-up
 class LoadedInterpreter:
     """An interpreter that loaded the model and passed its preparation.
 

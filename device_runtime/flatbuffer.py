@@ -43,7 +43,7 @@ class OperatorCode:
         return self.is_custom and self.name.startswith("Flex")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # compared by identity: fewer generated methods to compile at start-up
 class FlatbufferModel:
     """What the kit reads from a .tflite: schema version, operators and metadata.
 

@@ -63,7 +63,7 @@ USED_SIGNATURES = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # compared by identity: fewer generated methods to compile at start-up
 class LoadOptions:
     """How a Ranker loads every model it serves (checked by the Ranker)."""
 

@@ -18,11 +18,10 @@ All paths give the same scores (within float32 rounding) and the same order.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from collections.abc import Sequence
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
@@ -30,20 +29,12 @@ from device_runtime import contract
 from device_runtime._log import Logger
 from device_runtime.backends import Backend, parse_backend
 from device_runtime.errors import ManifestError, ModelMismatchError, SignatureError
-from device_runtime.inputs import (
-    as_list,
-    check_k,
-    clean_history,
-    encode_all,
-    rows_of,
-    to_text,
-    unknown_ids_error,
-    user_text,
-    validated_history,
-)
+from device_runtime.inputs import as_list, check_k, encode_all, rows_of, to_text, unknown_ids_error, user_text
 from device_runtime.model import MAX_BATCH, LoadedModel, LoadOptions, as_path
 from device_runtime.prepared import CandidateSet, PersonalizedUser, read_only
-from device_runtime.signature import SignatureMapping
+
+if TYPE_CHECKING:
+    from device_runtime.info import RankerInfo
 
 logger = Logger(__name__)
 
@@ -55,56 +46,6 @@ Candidates = Union[Sequence[Id], np.ndarray, CandidateSet]
 PERSONALIZED_PRESETS = ("default", "mf")
 # The personalized signatures the Ranker calls.
 _PERSONALIZED_CALLS = (contract.USER_STATE, contract.SCORE_ROWS_FOR_STATE, contract.TOP_K_FOR_STATE)
-
-
-@dataclasses.dataclass(frozen=True)
-class RankerInfo:
-    """What a Ranker serves and how (see `Ranker.info`).
-
-    Attributes:
-        model_path: the model file.
-        model_size_bytes: its size.
-        checksum: its verified sha256 (`device_runtime.integrity`), or None for a
-            file that carries none.
-        loaded_at: when it was loaded, ISO 8601 UTC.
-        load_ms: how long loading took (read, verify, interpreter, warm-ups).
-        signatures: the contract signatures the file answers.
-        backend: the interpreter package ("ai_edge_litert", "tflite_runtime", "tensorflow").
-        backend_version: that package's version.
-        numpy_version: the numpy in use.
-        num_threads: the threads asked for; None means the backend's default.
-        delegates: "default" (the backend's default delegates, XNNPACK on LiteRT) or "none".
-        delegate_fallback: why default delegates were turned off, if they were.
-        signature: the strings signature's mapping.
-        operators: the model's operators as "NAME vVERSION".
-        manifest: the embedded manifest without its vocabularies, or None.
-        max_batch: pairs per interpreter invocation.
-    """
-
-    model_path: str
-    model_size_bytes: int
-    checksum: Optional[str]
-    loaded_at: str
-    load_ms: float
-    signatures: tuple[str, ...]
-    backend: str
-    backend_version: str
-    numpy_version: str
-    num_threads: Optional[int]
-    delegates: str
-    delegate_fallback: Optional[str]
-    signature: SignatureMapping
-    operators: tuple[str, ...]
-    manifest: Optional[dict]
-    max_batch: int
-
-    def to_dict(self) -> dict:
-        """Returns a JSON-ready dict."""
-        data = dataclasses.asdict(self)
-        data["signature"] = self.signature.to_dict()
-        data["operators"] = list(self.operators)
-        data["signatures"] = list(self.signatures)
-        return data
 
 
 class Ranker:
@@ -225,11 +166,11 @@ class Ranker:
             model = LoadedModel(path, self._options, check_vocabularies=True)
             previous, self._model = self._model, model
         logger.info("now serving %s (checksum %s) instead of %s", path, model.checksum, previous.path)
-        return _info(model)
+        return describe(model)
 
     def info(self) -> RankerInfo:
         """Describes the model now serving: path, checksum, load time, signatures, backend, manifest."""
-        return _info(self._model)
+        return describe(self._model)
 
     def __repr__(self) -> str:
         model = self._model
@@ -288,36 +229,9 @@ class Ranker:
                 f"{' and '.join(repr(p) for p in PERSONALIZED_PRESETS)} training presets export one: train with "
                 "one of those and convert again"
             )
-        entries = validated_history(history)
-        clean = clean_history(entries, model.movie_vocabulary().rows, self._options.strict, contract.MAX_HISTORY)
-        if clean.unknown_titles:
-            shown = ", ".join(repr(title) for title in clean.unknown_titles[:5])
-            more = f" and {len(clean.unknown_titles) - 5} more" if len(clean.unknown_titles) > 5 else ""
-            logger.warning(
-                "personalizing: skipped %d title(s) the model does not know: %s%s",
-                len(clean.unknown_titles),
-                shown,
-                more,
-            )
-        if clean.dropped:
-            logger.warning(
-                "personalizing: the history holds %d titles, more than the %d the model takes; kept the %d most recent",
-                len(clean.entries) + clean.dropped,
-                contract.MAX_HISTORY,
-                len(clean.entries),
-            )
-        titles, encoded = encode_all([title for title, _ in clean.entries], "history")
-        ratings = np.array([rating for _, rating in clean.entries], dtype=np.float32)
-        vector, bias = model.user_state(encoded, ratings)
-        return PersonalizedUser(
-            history=clean.entries,
-            user_vector=read_only(vector),
-            user_bias=read_only(bias),
-            model_checksum=model.checksum,
-            unknown_titles=clean.unknown_titles,
-            dropped=clean.dropped,
-            replaced=clean.replaced,
-        )
+        from device_runtime.history import personalize  # imported on first use, not at start-up
+
+        return personalize(model, history, self._options.strict)
 
     # ----------------------------------------------------------------- scoring
 
@@ -518,28 +432,8 @@ def _check_state(model: LoadedModel, user: PersonalizedUser) -> None:
         )
 
 
-def _info(model: LoadedModel) -> RankerInfo:
-    import datetime
+def describe(model: LoadedModel) -> RankerInfo:
+    """The model's RankerInfo (its module is imported on first use, not at start-up)."""
+    from device_runtime.info import describe as describe_model
 
-    loaded = model.interpreter
-    manifest = model.manifest
-    return RankerInfo(
-        model_path=str(model.path),
-        model_size_bytes=len(model.content),
-        checksum=model.checksum,
-        loaded_at=datetime.datetime.fromtimestamp(model.loaded_at, datetime.timezone.utc).isoformat(
-            timespec="milliseconds"
-        ),
-        load_ms=round(model.load_seconds * 1e3, 3),
-        signatures=model.signatures,
-        backend=loaded.backend.value,
-        backend_version=loaded.version,
-        numpy_version=np.__version__,
-        num_threads=model.options.num_threads,
-        delegates=loaded.delegates.value,
-        delegate_fallback=loaded.fallback_reason,
-        signature=model.strings_signature,
-        operators=model.operators,
-        manifest=None if manifest is None else manifest.summary(),
-        max_batch=model.max_batch,
-    )
+    return describe_model(model)
