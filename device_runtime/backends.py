@@ -287,7 +287,8 @@ def fallback_message(source: str, reason: str) -> str:
     """The one warning logged when default delegates are turned off."""
     return (
         f"the default delegate (XNNPACK) failed to prepare {source} ({reason}); running it with builtin "
-        f"kernels only, {DELEGATE_FALLBACK_COST}; convert with --quantize weight-only-int8 (int8, keeps XNNPACK) or float16 instead"
+        f"kernels only, {DELEGATE_FALLBACK_COST}; convert with --quantize weight-only-int8 (int8, keeps XNNPACK) "
+        "or float16 instead"
     )
 
 

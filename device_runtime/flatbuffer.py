@@ -153,6 +153,8 @@ def read_flatbuffer(data: bytes, source: str = "model") -> FlatbufferModel:
                 operators.append(OperatorCode(name=name, version=version, is_custom=False))
 
         buffers = reader.tables(root, 4)
+        if not buffers:  # the schema's buffer 0, the empty sentinel, is always there (a zeroed vector: none)
+            raise ModelLoadError("it has no buffers, not even the empty buffer 0 every TFLite file holds")
         extents = _buffer_extents(reader, buffers)  # each checked to lie inside the file
         metadata, offsets = {}, {}
         for entry in reader.tables(root, 6):

@@ -25,9 +25,17 @@ from device_runtime.manifest import (
     CHECKSUM_PLACEHOLDER,
     CHECKSUM_PREFIX,
     MANIFEST_METADATA_NAME,
+    MOVIES_METADATA_NAME,
+    USERS_METADATA_NAME,
 )
 
-_KIT_MARKS = (MANIFEST_METADATA_NAME.encode("ascii"), CHECKSUM_PREFIX)
+# Any of the kit's metadata names, or the manifest's first bytes: damage must erase them all to pass for foreign.
+_KIT_MARKS = (
+    MANIFEST_METADATA_NAME.encode("ascii"),
+    USERS_METADATA_NAME.encode("ascii"),
+    MOVIES_METADATA_NAME.encode("ascii"),
+    CHECKSUM_PREFIX,
+)
 GOOD_FILE_HINT = "copy or download it again, or convert it again with `python -m convert`"
 
 

@@ -142,6 +142,8 @@ class Manifest:
         unknown = [key for key in self.signatures if key not in contract.SIGNATURES]
         if unknown or contract.STRINGS not in self.signatures:
             raise ManifestError(f"the manifest lists signatures {list(self.signatures)}; convert the model again")
+        if not isinstance(self.training_metrics, Mapping):
+            raise ManifestError("the manifest's training_metrics is not a JSON object; convert the model again")
         personalized = [key for key in self.signatures if key in contract.PERSONALIZED_SIGNATURES]
         dimension = self.state_dimension
         if personalized and (isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1):
@@ -159,7 +161,9 @@ class Manifest:
                 raise ManifestError(f"the {name} vocabulary does not match the manifest; convert the model again")
 
     @classmethod
-    def create(cls, *, users: Sequence[str], movies: Sequence[str], embed_vocabularies: bool = True, **fields) -> "Manifest":
+    def create(
+        cls, *, users: Sequence[str], movies: Sequence[str], embed_vocabularies: bool = True, **fields
+    ) -> "Manifest":
         """Builds a manifest for vocabularies given as id lists (the converter's way).
 
         Args:
@@ -239,7 +243,7 @@ class Manifest:
             return cls(**data)
         except ManifestError:
             raise
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as error:  # e.g. int(inf), [[[...]]]
             raise ManifestError(f"the embedded manifest is malformed ({error}); convert the model again") from None
 
     def summary(self) -> dict:
@@ -259,5 +263,6 @@ def read_manifest(model: FlatbufferModel) -> Optional[Manifest]:
     payload = model.metadata.get(MANIFEST_METADATA_NAME)
     if payload is None:
         return None
-    vocabularies = {name: model.metadata[name] for name in (USERS_METADATA_NAME, MOVIES_METADATA_NAME) if name in model.metadata}
+    names = (USERS_METADATA_NAME, MOVIES_METADATA_NAME)
+    vocabularies = {name: model.metadata[name] for name in names if name in model.metadata}
     return Manifest.from_json_bytes(payload, vocabularies)

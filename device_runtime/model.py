@@ -171,6 +171,7 @@ class LoadedModel:
 
     @property
     def operators(self) -> tuple[str, ...]:
+        """The model's operators as "NAME vVERSION"."""
         return tuple(f"{code.name} v{code.version}" for code in self._flatbuffer.operator_codes)
 
     @property
@@ -200,7 +201,6 @@ class LoadedModel:
             f"{self.path} carries no {what} vocabulary, so the runtime cannot tell known ids from unknown "
             "ones; convert the model with `python -m convert` to embed it"
         )
-
 
     @functools.cached_property
     def catalog(self) -> CandidateSet:
@@ -307,7 +307,8 @@ class LoadedModel:
             raise self._call_failed(what.format(count), one_line(error)) from None
 
     def _call_failed(self, what: str, reason: str) -> BackendError:
-        return BackendError(f"{self._loaded.backend.value} {self._loaded.version} failed to {what} with {self.path}: {reason}")
+        loaded = self._loaded
+        return BackendError(f"{loaded.backend.value} {loaded.version} failed to {what} with {self.path}: {reason}")
 
     def _open(self, backend: Backend, delegates: Delegates) -> tuple[LoadedInterpreter, "_Prepared"]:
         return open_interpreter(

@@ -255,7 +255,9 @@ class Ranker:
         """
         return self._score(self._model, user, candidates)[1]
 
-    def rank(self, user: User, candidates: Optional[Candidates] = None, k: Optional[int] = 10) -> list[tuple[str, float]]:
+    def rank(
+        self, user: User, candidates: Optional[Candidates] = None, k: Optional[int] = 10
+    ) -> list[tuple[str, float]]:
         """Ranks movies for one user, best first.
 
         Args:

@@ -232,7 +232,9 @@ def check_contract_signature(key: str, runner, state_dimension: Optional[int], s
             actual[name][0] != dtype or not _shape_fits(actual[name][1], shape)
             for name, (dtype, shape) in wanted.items()
         ):
-            described = ", ".join(f"{t.name} ({t.dtype}{list(contract.expected_shape(t, state_dimension))})" for t in tensors)
+            described = ", ".join(
+                f"{t.name} ({t.dtype}{list(contract.expected_shape(t, state_dimension))})" for t in tensors
+            )
             raise SignatureError(
                 f"{source}: signature {key!r} must have the {side} {described}, found: {_describe(found[side])}; "
                 "convert the model again with this kit"

@@ -76,9 +76,11 @@ def _histories() -> dict:
         },
         # 30 titles, none of the tied rows (their bias of 10 would make the solve ill-conditioned).
         "long": {"raw": _long(m), "cleaned": _long(m), "unknown": []},
-        # Under MAX_HISTORY = TRUNCATED_MAX_HISTORY: 5 distinct known titles (m[14] rated twice), the 3 most recent kept.
+        # Under MAX_HISTORY = TRUNCATED_MAX_HISTORY: 5 distinct known titles (m[14] rated twice),
+        # the 3 most recent kept.
         "truncated": {
-            "raw": [(m[13], 2.0), (m[14], 5.0), (m[15], 4.0), ("Unknown", 4.0), (m[16], 1.0), (m[14], 3.0), (m[17], 5.0)],
+            "raw": [(m[13], 2.0), (m[14], 5.0), (m[15], 4.0), ("Unknown", 4.0), (m[16], 1.0), (m[14], 3.0)]
+            + [(m[17], 5.0)],
             "cleaned": [(m[16], 1.0), (m[14], 3.0), (m[17], 5.0)],
             "unknown": ["Unknown"],
         },
@@ -270,7 +272,10 @@ def _litert_runners(path: Path) -> dict:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     without = {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-    return {"litert_scores": Interpreter(model_path=str(path)), "litert_builtin_scores": Interpreter(model_path=str(path), **without)}
+    return {
+        "litert_scores": Interpreter(model_path=str(path)),
+        "litert_builtin_scores": Interpreter(model_path=str(path), **without),
+    }
 
 
 def _strings(values) -> np.ndarray:

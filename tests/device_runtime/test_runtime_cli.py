@@ -280,8 +280,8 @@ def test_rank_from_a_history_file(capsys, fixtures_dir, serving, tmp_path):
 def test_a_history_from_stdin_in_a_table(fixtures_dir, serving):
     lines = history_lines(serving["histories"]["mixed"]["raw"])
     done = subprocess.run(
-        [sys.executable, "-m", "device_runtime", "rank", "--model", str(fixtures_dir / mf.FACTOR), "--history-file", "-",
-         "--candidate", mf.MOVIES[0], "--candidate", mf.MOVIES[4]],
+        [sys.executable, "-m", "device_runtime", "rank", "--model", str(fixtures_dir / mf.FACTOR),
+         "--history-file", "-", "--candidate", mf.MOVIES[0], "--candidate", mf.MOVIES[4]],
         input="\n".join(lines) + "\n", cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr

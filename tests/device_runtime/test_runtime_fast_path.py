@@ -84,7 +84,8 @@ def test_strings_and_index_paths_score_like_the_reference(rankers, serving):
     np.testing.assert_allclose(ranker.score_pairs(users, movies), expected, rtol=0, atol=SCORE_ATOL)
     for user in USERS:
         scores = ranker.score(user, list(mf.MOVIES))
-        np.testing.assert_allclose(scores, as_array(catalog_scores(serving, mf.FACTOR, user), mf.MOVIES), atol=SCORE_ATOL)
+        expected = as_array(catalog_scores(serving, mf.FACTOR, user), mf.MOVIES)
+        np.testing.assert_allclose(scores, expected, rtol=0, atol=SCORE_ATOL)
 
 
 # ----------------------------------------------------------------------------- ties
@@ -117,7 +118,8 @@ def test_equal_scores_keep_the_input_order_of_given_candidates(rankers):
 
 def test_a_candidate_set_maps_titles_to_rows_once(rankers, serving):
     ranker = rankers[mf.FACTOR]
-    titles = [mf.MOVIES[3], "No Such Movie (2099)", mf.MOVIES[3].encode("utf-8"), mf.MOVIES[0], "", "No Such Movie (2099)"]
+    unknown = "No Such Movie (2099)"
+    titles = [mf.MOVIES[3], unknown, mf.MOVIES[3].encode("utf-8"), mf.MOVIES[0], "", unknown]
     prepared = ranker.candidates(titles)
     as_text = (mf.MOVIES[3], "No Such Movie (2099)", mf.MOVIES[3], mf.MOVIES[0], "", "No Such Movie (2099)")
     assert prepared.titles == as_text and len(prepared) == 6
@@ -186,13 +188,11 @@ def test_bad_candidates_name_the_position_on_the_index_path(rankers):
 
 def test_unknown_ids_are_scored_by_the_oov_rows(rankers, serving):
     ranker = rankers[mf.FACTOR]
-    scores = ranker.score("stranger", ["Unknown one", mf.MOVIES[0]])
-    np.testing.assert_allclose(
-        scores,
-        [unknown_movie_score(serving, mf.FACTOR, "stranger"), catalog_scores(serving, mf.FACTOR, "stranger")[mf.MOVIES[0]]],
-        rtol=0,
-        atol=SCORE_ATOL,
-    )
+    stranger = "stranger"
+    scores = ranker.score(stranger, ["Unknown one", mf.MOVIES[0]])
+    known_movie = catalog_scores(serving, mf.FACTOR, stranger)[mf.MOVIES[0]]
+    expected = [unknown_movie_score(serving, mf.FACTOR, stranger), known_movie]
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=SCORE_ATOL)
 
 
 def test_strict_mode_on_the_fast_path(fixtures_dir, serving):

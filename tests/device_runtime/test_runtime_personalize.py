@@ -50,7 +50,8 @@ def test_the_state_and_its_scores_match_the_reference(fixtures_dir, serving, his
     catalog = serving["factor"][model]["movies"]
     np.testing.assert_allclose(ranker.score(user, catalog), as_array(expected, catalog), rtol=0, atol=PERSONALIZED_ATOL)
     for k in (1, 10, None):
-        assert_top_k_matches(ranker.rank(user, k=k), expected, k=len(expected) if k is None else k, atol=PERSONALIZED_ATOL)
+        wanted = len(expected) if k is None else k
+        assert_top_k_matches(ranker.rank(user, k=k), expected, k=wanted, atol=PERSONALIZED_ATOL)
     prepared = ranker.candidates(catalog[:7])
     subset = {t: expected[t] for t in catalog[:7]}
     assert_top_k_matches(ranker.rank(user, prepared, k=3), subset, k=3, atol=PERSONALIZED_ATOL)
@@ -74,7 +75,9 @@ def test_the_history_is_cleaned_as_documented(factor_ranker, histories, caplog):
     assert "skipped 1 title(s) the model does not know: 'No Such Movie (2099)'" in record.getMessage()
 
 
-def test_a_history_longer_than_the_maximum_keeps_the_most_recent(factor_ranker, serving, histories, monkeypatch, caplog):
+def test_a_history_longer_than_the_maximum_keeps_the_most_recent(
+    factor_ranker, serving, histories, monkeypatch, caplog
+):
     truncated = histories["truncated"]
     monkeypatch.setattr(contract, "MAX_HISTORY", sf.TRUNCATED_MAX_HISTORY)
     with caplog.at_level(logging.WARNING, logger="device_runtime"):
@@ -152,7 +155,8 @@ def test_a_personalized_user_is_immutable(factor_ranker, histories):
 def test_a_state_from_another_model_is_refused(fixtures_dir, histories, other):
     user = Ranker(fixtures_dir / mf.FACTOR).personalize(histories["mixed"]["raw"])
     ranker = Ranker(fixtures_dir / other)
-    for call in (lambda: ranker.rank(user), lambda: ranker.score(user, [mf.MOVIES[0]]), lambda: ranker.rank(user, [mf.MOVIES[0]])):
+    calls = (lambda: ranker.rank(user), lambda: ranker.score(user, mf.MOVIES[:1]), lambda: ranker.rank(user, mf.MOVIES))
+    for call in calls:
         with pytest.raises(ModelMismatchError, match=r"computed by another model .*personalize again from the history"):
             call()
     again = ranker.personalize(user.history)  # what the message asks for
