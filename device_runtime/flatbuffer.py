@@ -155,7 +155,7 @@ def read_flatbuffer(data: bytes, source: str = "model") -> FlatbufferModel:
         buffers = reader.tables(root, 4)
         if not buffers:  # the schema's buffer 0, the empty sentinel, is always there (a zeroed vector: none)
             raise ModelLoadError("it has no buffers, not even the empty buffer 0 every TFLite file holds")
-        extents = _buffer_extents(reader, buffers)  # each checked to lie inside the file
+        extents = [_buffer_extent(reader, buffer) for buffer in buffers]  # each checked to lie inside the file
         metadata, offsets = {}, {}
         for entry in reader.tables(root, 6):
             name = reader.string(entry, 0) or ""
@@ -177,39 +177,36 @@ def read_flatbuffer(data: bytes, source: str = "model") -> FlatbufferModel:
         ) from None
 
 
-def _buffer_extents(reader: _Reader, buffers: list[int]) -> list[tuple[int, int]]:
-    """(start, length) of each buffer's data, checked to lie inside the file; (0, 0) when empty.
+def _buffer_extent(reader: _Reader, table: int) -> tuple[int, int]:
+    """(start, length) of a buffer's data, checked to lie inside the file; (0, 0) when empty.
 
-    A model has hundreds of buffers, most of them empty, so this reads their
-    tables with local lookups only (it is most of a load's parsing time).
+    A model has hundreds of buffers, most of them empty, so this reads a buffer's
+    table with local lookups only (it is most of a load's parsing time).
     """
     data, size = reader.data, reader.size
-    read_i32, read_u16, read_u32 = _STRUCTS["<i"].unpack_from, _STRUCTS["<H"].unpack_from, _STRUCTS["<I"].unpack_from
-    extents = []
-    for table in buffers:
-        if table < 0 or table + 4 > size:
-            raise ModelLoadError(f"a buffer table at offset {table} is outside the file")
-        vtable = table - read_i32(data, table)[0]
-        if vtable < 0 or vtable + 4 > size:
-            raise ModelLoadError(f"a vtable at offset {vtable} is outside the file")
-        vtable_size = read_u16(data, vtable)[0]
-        reader.check_extent(vtable, vtable_size)
-        data_offset = read_u16(data, vtable + 4)[0] if vtable_size > 4 else 0
-        length = 0
-        if data_offset:
-            field = table + data_offset
-            reader.check_extent(field, 4)
-            vector = field + read_u32(data, field)[0]
-            reader.check_extent(vector, 4)
-            start, length = vector + 4, read_u32(data, vector)[0]
-        if not length:
-            if vtable_size <= 6:  # no offset/size fields: an empty buffer
-                extents.append((0, 0))
-                continue
-            start, length = _external_extent(reader, table)
-        reader.check_extent(start, length)
-        extents.append((start, length))
-    return extents
+    if table < 0 or table + 4 > size:
+        raise ModelLoadError(f"a buffer table at offset {table} is outside the file")
+    vtable = table - _STRUCTS["<i"].unpack_from(data, table)[0]
+    if vtable < 0 or vtable + 4 > size:
+        raise ModelLoadError(f"a vtable at offset {vtable} is outside the file")
+    read_u16 = _STRUCTS["<H"].unpack_from
+    vtable_size = read_u16(data, vtable)[0]
+    reader.check_extent(vtable, vtable_size)
+    data_offset = read_u16(data, vtable + 4)[0] if vtable_size > 4 else 0
+    start = length = 0
+    if data_offset:
+        read_u32 = _STRUCTS["<I"].unpack_from
+        field = table + data_offset
+        reader.check_extent(field, 4)
+        vector = field + read_u32(data, field)[0]
+        reader.check_extent(vector, 4)
+        start, length = vector + 4, read_u32(data, vector)[0]
+    if not length:
+        if vtable_size <= 6:  # no offset/size fields: an empty buffer
+            return 0, 0
+        start, length = _external_extent(reader, table)
+    reader.check_extent(start, length)
+    return start, length
 
 
 def _external_extent(reader: _Reader, table: int) -> tuple[int, int]:

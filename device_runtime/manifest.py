@@ -144,13 +144,6 @@ class Manifest:
             raise ManifestError(f"the manifest lists signatures {list(self.signatures)}; convert the model again")
         if not isinstance(self.training_metrics, Mapping):
             raise ManifestError("the manifest's training_metrics is not a JSON object; convert the model again")
-        personalized = [key for key in self.signatures if key in contract.PERSONALIZED_SIGNATURES]
-        dimension = self.state_dimension
-        if personalized and (isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1):
-            raise ManifestError(
-                f"the manifest lists the personalized signatures {personalized} but no state_dimension "
-                f"(found {dimension!r}); convert the model again"
-            )
         if len(self.file_sha256) != CHECKSUM_HEX_DIGITS or any(c not in "0123456789abcdef" for c in self.file_sha256):
             raise ManifestError("the manifest's file_sha256 is not 64 lowercase hex digits; convert the model again")
         for name, vocabulary, digest, count in (
@@ -159,6 +152,13 @@ class Manifest:
         ):
             if vocabulary is not None and (vocabulary.sha256 != digest or vocabulary.count != count):
                 raise ManifestError(f"the {name} vocabulary does not match the manifest; convert the model again")
+        personalized = [key for key in self.signatures if key in contract.PERSONALIZED_SIGNATURES]
+        dimension = self.state_dimension
+        if personalized and (isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1):
+            raise ManifestError(
+                f"the manifest lists the personalized signatures {personalized} but no state_dimension "
+                f"(found {dimension!r}); convert the model again"
+            )
 
     @classmethod
     def create(
