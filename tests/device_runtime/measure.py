@@ -13,8 +13,8 @@ environment, then time it in either environment, from the repository root:
 its tables (`factor_default.npz`, for the numpy floor). `cold-start` times, in
 fresh processes taking turns, "import numpy and the interpreter package"
 against "that, then import the kit, load the model and rank all movies for one
-user"; the kit's share is the difference of the medians, in wall time and in
-CPU time (the latter holds steady on a busy machine). `latency` times, in
+user"; the kit's share is the difference of the medians (wall time: run it on
+a quiet machine, other processes move it by several milliseconds). `latency` times, in
 one process and interleaved, `Ranker.rank(user, k=10)` over the whole catalog
 against numpy's matvec + argpartition on the same tables, and the other paths.
 """
@@ -75,33 +75,20 @@ def build(folder: Path) -> None:
     np.savez(folder / TABLES, global_mean=tables.global_mean, **arrays)
 
 
-def _timed_run(script: str, environ: dict) -> tuple[float, float]:
-    """Runs `python -c script`; returns (wall ms, CPU ms = user + system of the process)."""
+def _timed_run(script: str, environ: dict) -> float:
+    """Runs `python -c script`; returns its wall time in milliseconds."""
     began = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=REPO, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = (time.perf_counter() - began) * 1e3
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise RuntimeError(f"the timed script failed: {process.stderr.read().decode(errors='replace')}")
-    process.stderr.close()
-    return wall, (usage.ru_utime + usage.ru_stime) * 1e3
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, env=environ, check=True, capture_output=True)
+    return (time.perf_counter() - began) * 1e3
 
 
 def cold_start(model: Path, package: str, repeats: int) -> dict:
-    """Medians of fresh processes, baseline and kit taking turns (see the module docstring).
-
-    Wall time is what a user waits; CPU time (user + system) is what the process
-    itself spent, and barely moves when other processes share the machine.
-    """
+    """Median wall times of fresh processes, baseline and kit taking turns (see the module docstring)."""
     scripts = {
         "baseline": BASELINE.format(package=package),
         "kit": KIT.format(package=package, model=str(model)),
     }
-    wall: dict[str, list[float]] = {name: [] for name in scripts}
-    cpu: dict[str, list[float]] = {name: [] for name in scripts}
+    times: dict[str, list[float]] = {name: [] for name in scripts}
     with tempfile.TemporaryDirectory() as cache:
         # Compiled bytecode is cached, as for an installed package (pip compiles it at install);
         # a PYTHONDONTWRITEBYTECODE environment would otherwise compile the kit at every start.
@@ -111,16 +98,15 @@ def cold_start(model: Path, package: str, repeats: int) -> dict:
             _timed_run(script, environ)
         for _ in range(repeats):
             for name, script in scripts.items():
-                elapsed, spent = _timed_run(script, environ)
-                wall[name].append(elapsed)
-                cpu[name].append(spent)
-    result = {"package": package, "repeats": repeats}
-    for label, times in (("wall", wall), ("cpu", cpu)):
-        medians = {name: statistics.median(values) for name, values in times.items()}
-        result[f"{label}_baseline_ms"] = round(medians["baseline"], 1)
-        result[f"{label}_kit_ms"] = round(medians["kit"], 1)
-        result[f"{label}_kit_share_ms"] = round(medians["kit"] - medians["baseline"], 1)
-    return result
+                times[name].append(_timed_run(script, environ))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return {
+        "package": package,
+        "repeats": repeats,
+        "baseline_ms": round(medians["baseline"], 1),
+        "kit_ms": round(medians["kit"], 1),
+        "kit_share_ms": round(medians["kit"] - medians["baseline"], 1),
+    }
 
 
 def latency(folder: Path, package: str, threads: int, seconds: float) -> dict:
