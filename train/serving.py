@@ -181,7 +181,9 @@ class FactorServing(tf.Module):
 
     def _best(self, user_vector, user_bias, k):
         """The k best catalog rows (1..n) for one user, best first, ties in row order."""
-        raw = self.global_mean + user_bias + self.movie_bias + tf.linalg.matvec(self.movie_vectors, user_vector)
+        # No constant + constant term: the converter would fold global_mean + movie_bias into one
+        # constant, which float16 conversion rounds (up to 1e-3 off the other signatures' scores).
+        raw = tf.linalg.matvec(self.movie_vectors, user_vector) + self.movie_bias + (self.global_mean + user_bias)
         catalog_scores = tf.clip_by_value(raw, _MIN, _MAX)[1:]  # never the OOV row
         scores, positions = tf.math.top_k(catalog_scores, k=_clamped_k(k, self.catalog))
         return {contract.ITEM_ROWS: positions + 1, contract.RATING: scores}
