@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import importlib
-import logging
 import os
 import re
 import warnings
@@ -26,10 +25,11 @@ from typing import Any, Callable, Optional, TypeVar, Union
 
 import numpy as np
 
+from device_runtime._log import Logger
 from device_runtime.errors import BackendError, DeviceRuntimeError, ModelLoadError, one_line
 from device_runtime.flatbuffer import FlatbufferModel
 
-logger = logging.getLogger(__name__)
+logger = Logger(__name__)
 
 T = TypeVar("T")
 
@@ -39,8 +39,9 @@ INSTALL_HINT = 'pip install ai-edge-litert (or, where LiteRT has no wheel, pip i
 # with a dynamic-range int8 model (see docs/device-runtime.md, "Backends").
 DELEGATE_FALLBACK_COST = "3x to 6.5x slower on the kit's MovieLens model (measured on x86_64)"
 
-_OP_VERSION_PATTERN = re.compile(r"Didn't find op for builtin opcode '(?P<op>\w+)' version '(?P<version>\d+)'")
-_CUSTOM_OP_PATTERN = re.compile(r"Didn't find (?:custom op for name|op for custom opcode) '(?P<op>[^']+)'")
+# Compiled on first use (a load failure), not at import: start-up time matters on a device.
+_OP_VERSION_PATTERN = r"Didn't find op for builtin opcode '(?P<op>\w+)' version '(?P<version>\d+)'"
+_CUSTOM_OP_PATTERN = r"Didn't find (?:custom op for name|op for custom opcode) '(?P<op>[^']+)'"
 _DELEGATE_FAILURE_MARKERS = ("xnnpack", "delegate")
 # A model with Flex ops fails naming "the Flex delegate", which no fallback provides.
 _FLEX_FAILURE_MARKER = "select tensorflow op"
@@ -67,7 +68,7 @@ class Delegates(str, enum.Enum):
     NONE = "none"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # compared by identity: fewer generated methods to compile at start-up
 class BackendPackage:
     """An importable interpreter package."""
 
@@ -77,7 +78,7 @@ class BackendPackage:
     op_resolver_type: Any  # the package's OpResolverType enum
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # compared by identity: fewer generated methods to compile at start-up
 class LoadedInterpreter:
     """An interpreter that loaded the model and passed its preparation.
 
@@ -286,7 +287,8 @@ def fallback_message(source: str, reason: str) -> str:
     """The one warning logged when default delegates are turned off."""
     return (
         f"the default delegate (XNNPACK) failed to prepare {source} ({reason}); running it with builtin "
-        f"kernels only, {DELEGATE_FALLBACK_COST}; convert with --quantize weight-only-int8 (int8, keeps XNNPACK) or float16 instead"
+        f"kernels only, {DELEGATE_FALLBACK_COST}; convert with --quantize weight-only-int8 (int8, keeps XNNPACK) "
+        "or float16 instead"
     )
 
 
@@ -321,7 +323,7 @@ def _create(package: BackendPackage, content, model, source, num_threads, delega
 
 def _diagnose(error: BaseException, package: BackendPackage, model: FlatbufferModel, source: str) -> Exception:
     message = str(error)
-    match = _OP_VERSION_PATTERN.search(message)
+    match = re.search(_OP_VERSION_PATTERN, message)
     if match:
         op, version = match["op"], int(match["version"])
         listed = [code for code in model.operator_codes if code.name == op and not code.is_custom]
@@ -332,7 +334,7 @@ def _diagnose(error: BaseException, package: BackendPackage, model: FlatbufferMo
             f"convert the model for that runtime (e.g. float16 or no quantization instead of dynamic-range int8) "
             f"or install ai-edge-litert"
         )
-    match = _CUSTOM_OP_PATTERN.search(message)
+    match = re.search(_CUSTOM_OP_PATTERN, message)
     if match:
         flex = any(code.is_flex for code in model.operator_codes)
         hint = "convert with builtin ops only (no SELECT_TF_OPS)" if flex else "convert with builtin ops only"

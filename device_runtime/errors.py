@@ -37,6 +37,14 @@ class ManifestError(DeviceRuntimeError):
     """The manifest embedded in a model is malformed or of an unknown format."""
 
 
+class HistoryError(DeviceRuntimeError, ValueError):
+    """A personalization history is malformed; the message names the position of the bad entry."""
+
+
+class ModelMismatchError(DeviceRuntimeError):
+    """A personalized user state was built on another model than the one serving (re-personalize)."""
+
+
 def one_line(error: Union[BaseException, str], limit: Optional[int] = None) -> str:
     """An error (or text) as one line: whitespace runs collapsed, cut to `limit` characters.
 

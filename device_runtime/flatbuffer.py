@@ -43,7 +43,7 @@ class OperatorCode:
         return self.is_custom and self.name.startswith("Flex")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # compared by identity: fewer generated methods to compile at start-up
 class FlatbufferModel:
     """What the kit reads from a .tflite: schema version, operators and metadata.
 
@@ -58,26 +58,33 @@ class FlatbufferModel:
     metadata_offsets: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
+_STRUCTS = {fmt: struct.Struct(fmt) for fmt in ("<b", "<H", "<i", "<I", "<Q")}
+
+
 class _Reader:
     """Bounds-checked access to flatbuffer tables, vectors and strings."""
 
     def __init__(self, data: bytes):
         self.data = data
+        self.size = len(data)
 
     def _unpack(self, fmt: str, pos: int):
-        size = struct.calcsize(fmt)
-        if pos < 0 or pos + size > len(self.data):
-            raise ModelLoadError(f"offset {pos} is outside the file ({len(self.data)} bytes)")
-        return struct.unpack_from(fmt, self.data, pos)[0]
+        layout = _STRUCTS[fmt]
+        if pos < 0 or pos + layout.size > self.size:
+            raise ModelLoadError(f"offset {pos} is outside the file ({self.size} bytes)")
+        return layout.unpack_from(self.data, pos)[0]
 
     def field_position(self, table: int, field: int) -> Optional[int]:
+        return self.field_positions(table, field + 1)[field]
+
+    def field_positions(self, table: int, count: int) -> list[Optional[int]]:
+        """Where fields 0..count-1 of a table sit (None for an absent field), reading its vtable once."""
         vtable = table - self._unpack("<i", table)
         vtable_size = self._unpack("<H", vtable)
-        entry = 4 + 2 * field
-        if entry >= vtable_size:
-            return None
-        offset = self._unpack("<H", vtable + entry)
-        return table + offset if offset else None
+        present = max(0, min(count, (vtable_size - 4) // 2))
+        self.check_extent(vtable + 4, 2 * present)
+        offsets = struct.unpack_from(f"<{present}H", self.data, vtable + 4) if present else ()
+        return [table + offset if offset else None for offset in offsets] + [None] * (count - present)
 
     def scalar(self, table: int, field: int, fmt: str, default: int) -> int:
         pos = self.field_position(table, field)
@@ -97,7 +104,8 @@ class _Reader:
     def tables(self, table: int, field: int) -> list[int]:
         start, length = self.vector(table, field)
         self.check_extent(start, 4 * length)  # a mangled length fails here, not after a long loop
-        return [start + 4 * i + self._unpack("<I", start + 4 * i) for i in range(length)]
+        offsets = struct.unpack_from(f"<{length}I", self.data, start) if length else ()
+        return [start + 4 * i + offset for i, offset in enumerate(offsets)]
 
     def check_extent(self, start: int, length: int) -> None:
         if start < 0 or length < 0 or start + length > len(self.data):
@@ -169,13 +177,41 @@ def read_flatbuffer(data: bytes, source: str = "model") -> FlatbufferModel:
         ) from None
 
 
-def _buffer_extent(reader: _Reader, buffer: int) -> tuple[int, int]:
-    """(start, length) of a buffer's data, checked to lie inside the file; (0, 0) when empty."""
-    start, length = reader.vector(buffer, 0)
+def _buffer_extent(reader: _Reader, table: int) -> tuple[int, int]:
+    """(start, length) of a buffer's data, checked to lie inside the file; (0, 0) when empty.
+
+    A model has hundreds of buffers, most of them empty, so this reads a buffer's
+    table with local lookups only (it is most of a load's parsing time).
+    """
+    data, size = reader.data, reader.size
+    if table < 0 or table + 4 > size:
+        raise ModelLoadError(f"a buffer table at offset {table} is outside the file")
+    vtable = table - _STRUCTS["<i"].unpack_from(data, table)[0]
+    if vtable < 0 or vtable + 4 > size:
+        raise ModelLoadError(f"a vtable at offset {vtable} is outside the file")
+    read_u16 = _STRUCTS["<H"].unpack_from
+    vtable_size = read_u16(data, vtable)[0]
+    reader.check_extent(vtable, vtable_size)
+    data_offset = read_u16(data, vtable + 4)[0] if vtable_size > 4 else 0
+    start = length = 0
+    if data_offset:
+        read_u32 = _STRUCTS["<I"].unpack_from
+        field = table + data_offset
+        reader.check_extent(field, 4)
+        vector = field + read_u32(data, field)[0]
+        reader.check_extent(vector, 4)
+        start, length = vector + 4, read_u32(data, vector)[0]
     if not length:
-        # Models over 2 GB keep buffers after the flatbuffer, addressed by offset/size.
-        offset = reader.scalar(buffer, 1, "<Q", 0)
-        size = reader.scalar(buffer, 2, "<Q", 0)
-        start, length = (offset, size) if offset > 1 else (0, 0)
+        if vtable_size <= 6:  # no offset/size fields: an empty buffer
+            return 0, 0
+        start, length = _external_extent(reader, table)
     reader.check_extent(start, length)
     return start, length
+
+
+def _external_extent(reader: _Reader, table: int) -> tuple[int, int]:
+    """A buffer without inline data: models over 2 GB keep their buffers after the flatbuffer, by offset/size."""
+    _, offset_field, size_field = reader.field_positions(table, 3)
+    offset = 0 if offset_field is None else reader._unpack("<Q", offset_field)
+    length = 0 if size_field is None else reader._unpack("<Q", size_field)
+    return (offset, length) if offset > 1 else (0, 0)

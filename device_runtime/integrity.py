@@ -39,7 +39,7 @@ _KIT_MARKS = (
 GOOD_FILE_HINT = "copy or download it again, or convert it again with `python -m convert`"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # compared by identity: fewer generated methods to compile at start-up
 class Verification:
     """What `verify` found.
 

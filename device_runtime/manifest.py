@@ -152,9 +152,18 @@ class Manifest:
         ):
             if vocabulary is not None and (vocabulary.sha256 != digest or vocabulary.count != count):
                 raise ManifestError(f"the {name} vocabulary does not match the manifest; convert the model again")
+        personalized = [key for key in self.signatures if key in contract.PERSONALIZED_SIGNATURES]
+        dimension = self.state_dimension
+        if personalized and (isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1):
+            raise ManifestError(
+                f"the manifest lists the personalized signatures {personalized} but no state_dimension "
+                f"(found {dimension!r}); convert the model again"
+            )
 
     @classmethod
-    def create(cls, *, users: Sequence[str], movies: Sequence[str], embed_vocabularies: bool = True, **fields) -> "Manifest":
+    def create(
+        cls, *, users: Sequence[str], movies: Sequence[str], embed_vocabularies: bool = True, **fields
+    ) -> "Manifest":
         """Builds a manifest for vocabularies given as id lists (the converter's way).
 
         Args:
@@ -254,5 +263,6 @@ def read_manifest(model: FlatbufferModel) -> Optional[Manifest]:
     payload = model.metadata.get(MANIFEST_METADATA_NAME)
     if payload is None:
         return None
-    vocabularies = {name: model.metadata[name] for name in (USERS_METADATA_NAME, MOVIES_METADATA_NAME) if name in model.metadata}
+    names = (USERS_METADATA_NAME, MOVIES_METADATA_NAME)
+    vocabularies = {name: model.metadata[name] for name in names if name in model.metadata}
     return Manifest.from_json_bytes(payload, vocabularies)

@@ -204,3 +204,42 @@ def signatures_from_interpreter(interpreter, signature_key: str = SIGNATURE_KEY)
             "outputs": specs_from_interpreter_details(runner.get_output_details()),
         }
     return signatures
+
+
+def check_contract_signature(key: str, runner, state_dimension: Optional[int], source: str) -> None:
+    """Checks a signature runner's tensors against `device_runtime.contract` (names, dtypes, shapes).
+
+    Args:
+        key: a contract signature key other than the strings one (see `resolve_signature`).
+        runner: the interpreter's signature runner for `key`.
+        state_dimension: the manifest's state dimension (None when the model has none).
+        source: how to name the model in messages.
+
+    Raises:
+        SignatureError: the tensors differ from the contract; the message lists both.
+    """
+    from device_runtime import contract
+
+    expected = contract.SIGNATURES[key]
+    found = {
+        "inputs": specs_from_interpreter_details(runner.get_input_details()),
+        "outputs": specs_from_interpreter_details(runner.get_output_details()),
+    }
+    for side, tensors in (("inputs", expected.inputs), ("outputs", expected.outputs)):
+        wanted = {t.name: (t.dtype, contract.expected_shape(t, state_dimension)) for t in tensors}
+        actual = {t.name: (t.dtype, t.shape) for t in found[side]}
+        if set(actual) != set(wanted) or any(
+            actual[name][0] != dtype or not _shape_fits(actual[name][1], shape)
+            for name, (dtype, shape) in wanted.items()
+        ):
+            described = ", ".join(
+                f"{t.name} ({t.dtype}{list(contract.expected_shape(t, state_dimension))})" for t in tensors
+            )
+            raise SignatureError(
+                f"{source}: signature {key!r} must have the {side} {described}, found: {_describe(found[side])}; "
+                "convert the model again with this kit"
+            )
+
+
+def _shape_fits(actual: tuple, wanted: tuple) -> bool:
+    return len(actual) == len(wanted) and all(w == -1 or a == w for a, w in zip(actual, wanted))

@@ -14,7 +14,9 @@ import numpy as np
 TINY_TRAIN_ROWS = 2000
 
 
-def train_tiny_export(out_dir: Path, preset: str = "tutorial", rows: int = TINY_TRAIN_ROWS, epochs: int = 1, seed: int = 42) -> Path:
+def train_tiny_export(
+    out_dir: Path, preset: str = "tutorial", rows: int = TINY_TRAIN_ROWS, epochs: int = 1, seed: int = 42
+) -> Path:
     """Runs the real training pipeline on `rows` training rows; returns the export folder."""
     from train import preset_config, train_and_export
 
@@ -40,7 +42,8 @@ def tutorial_style_saved_model(path: Path, rows: int = TINY_TRAIN_ROWS) -> Path:
     train_rows, _ = split_ratings(ratings)
     train_rows = train_rows.take(np.arange(rows))
     config = dataclasses.replace(preset_config("tutorial", epochs=1), batch_size=256)
-    trained = fit_model(in_memory_training_data(train_rows, config), list(ratings.unique_users()), list(ratings.unique_movies()), config)
+    users, movies = list(ratings.unique_users()), list(ratings.unique_movies())
+    trained = fit_model(in_memory_training_data(train_rows, config), users, movies, config)
     # The tutorial calls the model once on a dict before saving.
     trained.model({"user_id": np.array(["42"]), "movie_title": np.array(["Speed (1994)"])})
     tf.saved_model.save(trained.model, str(path))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from train.config import DEFAULT_PRESET, PRESETS
 from train.data import DEFAULT_SOURCE
-from train.errors import TrainError
+from train.errors import ConfigError, TrainError
 
 EXIT_USAGE = 2
 
@@ -25,8 +25,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m train",
         description="Train the MovieLens ranking model and export it (saved_model/, metrics.json, vocab/).",
     )
-    parser.add_argument("--out", required=True, type=Path, help="export folder (created atomically; an earlier export is replaced)")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help=f"hyper-parameter preset (default: {DEFAULT_PRESET})")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="export folder (created atomically; an earlier export is replaced)"
+    )
+    parser.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=sorted(PRESETS),
+        help=f"hyper-parameter preset (default: {DEFAULT_PRESET})",
+    )
     parser.add_argument(
         "--data",
         default=DEFAULT_SOURCE,
@@ -37,8 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="override the preset's (global) batch size")
     parser.add_argument("--seed", type=int, help="training seed (the test split always uses the tutorial's seed 42)")
     parser.add_argument("--max-train-rows", type=int, help="train on the first N training rows only (quick checks)")
-    parser.add_argument("--local-workers", type=int, help="start N worker processes on this machine (multi-worker training)")
-    parser.add_argument("--worker-timeout", type=float, default=None, help="seconds before stuck workers are stopped (default 1800)")
+    parser.add_argument(
+        "--local-workers", type=int, help="start N worker processes on this machine (multi-worker training)"
+    )
+    parser.add_argument(
+        "--worker-timeout", type=float, default=None, help="seconds before stuck workers are stopped (default 1800)"
+    )
     parser.add_argument("--quiet", action="store_true", help="print only errors")
     return parser
 
@@ -48,6 +59,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
+        _check_options(args)
         if args.local_workers is not None:
             return _launch(args, argv)
         return _train(args)
@@ -57,6 +69,23 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("train: interrupted; the output folder was not changed", file=sys.stderr)
         return 130
+
+
+def _check_options(args) -> None:
+    """Refuses bad option values with one line, before any work (ConfigError)."""
+    from train.config import preset_config
+    from train.pipeline import check_run_options
+
+    preset_config(args.preset, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size)
+    check_run_options(args.data, args.max_train_rows, _worker_timeout(args))
+    if args.local_workers is not None and args.local_workers < 1:
+        raise ConfigError(f"--local-workers must be >= 1, got {args.local_workers}")
+
+
+def _worker_timeout(args) -> float:
+    from train.distributed import DEFAULT_WORKER_TIMEOUT_SECONDS
+
+    return DEFAULT_WORKER_TIMEOUT_SECONDS if args.worker_timeout is None else args.worker_timeout
 
 
 def _train(args) -> int:
@@ -70,7 +99,6 @@ def _train(args) -> int:
     from train.pipeline import train_and_export
 
     _quiet_tensorflow()
-    timeout = args.worker_timeout or distributed.DEFAULT_WORKER_TIMEOUT_SECONDS
     result = train_and_export(
         config,
         args.out,
@@ -78,7 +106,7 @@ def _train(args) -> int:
         max_train_rows=args.max_train_rows,
         cluster=cluster,
         lock_output=not os.environ.get(distributed.WORKER_ENV),
-        worker_timeout_seconds=timeout,
+        worker_timeout_seconds=_worker_timeout(args),
     )
     if not args.quiet and (cluster is None or cluster.is_chief):
         keys = ("preset", "test_rmse", "train_rmse", "epochs_run", "wall_seconds")
@@ -89,16 +117,13 @@ def _train(args) -> int:
 def _launch(args, argv) -> int:
     """Starts the workers, waits for them, and adds their figures to metrics.json."""
     from train import artifacts, distributed
-    from train.config import preset_config
 
     if os.environ.get("TF_CONFIG"):
         raise TrainError("--local-workers starts its own cluster; unset TF_CONFIG or drop --local-workers")
-    preset_config(args.preset, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size)  # fail fast on bad values
     worker_args = _without_option(argv, "--local-workers")
-    timeout = args.worker_timeout or distributed.DEFAULT_WORKER_TIMEOUT_SECONDS
     with artifacts.output_lock(args.out):
         artifacts.check_output_folder(args.out)
-        launched = distributed.launch_local_workers(args.local_workers, worker_args, timeout)
+        launched = distributed.launch_local_workers(args.local_workers, worker_args, _worker_timeout(args))
         metrics_path = args.out / artifacts.METRICS_FILE
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         metrics["distribution"]["worker_peak_rss_mb"] = [round(w.peak_rss_mb, 1) for w in launched.workers]

@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from device_runtime.files import current_umask, write_atomically
 from train.errors import OutputError
 
 SAVED_MODEL_DIR = "saved_model"
@@ -43,7 +45,7 @@ def write_vocabulary(path: Path, ids: Sequence[str]) -> None:
         if "\n" in item or "\r" in item:
             raise OutputError(f"id {item!r} contains a line break and cannot be written to {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{item}\n" for item in ids), encoding="utf-8")
+    write_atomically(path, "".join(f"{item}\n" for item in ids))
 
 
 def read_vocabulary(path: Path) -> list[str]:
@@ -74,9 +76,7 @@ def check_output_folder(out_dir: Path) -> None:
 def make_staging_folder(out_dir: Path) -> Path:
     """A new hidden folder beside `out_dir`, with the permissions a plain mkdir would give."""
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)
+    os.chmod(staging, 0o777 & ~current_umask())
     return staging
 
 
@@ -139,13 +139,19 @@ def output_lock(out_dir: Path) -> Iterator[None]:
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
-    """Writes JSON to a temporary file beside `path`, then renames it over `path`."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(json.dumps(data, indent=2) + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Writes `data` as JSON through `device_runtime.files.write_atomically`.
+
+    A float that is not finite (a figure with nothing to measure, such as the
+    RMSE of no rows) is written as null: JSON has no NaN or Infinity.
+    """
+    write_atomically(path, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

@@ -7,6 +7,8 @@ import enum
 
 from train.errors import ConfigError
 
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+
 
 class Optimizer(str, enum.Enum):
     ADAGRAD = "adagrad"
@@ -21,15 +23,44 @@ class Architecture(str, enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True)
+class AutoRecConfig:
+    """Settings of one AutoRec member of the blend (see train/autorec.py).
+
+    Attributes:
+        hidden: sigmoid units of the code layer.
+        l2: lambda of the L2 penalty on the weights (relative to the summed squared error).
+        dropout: share of the input entries dropped during training.
+        learning_rate: Adam's learning rate (full-batch steps).
+        init_stddev: standard deviation of the initial weights (biases start at 0).
+        max_steps: the most full-batch steps to train.
+        steps_per_epoch: steps between two validations (an "epoch" of early stopping).
+        patience: validations without a new best before stopping.
+    """
+
+    hidden: int = 500
+    l2: float = 100.0
+    dropout: float = 0.2
+    learning_rate: float = 3e-3
+    init_stddev: float = 0.03
+    max_steps: int = 1500
+    steps_per_epoch: int = 20
+    patience: int = 5
+
+    def __post_init__(self):
+        for name in ("hidden", "max_steps", "steps_per_epoch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"autorec {name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"autorec dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclasses.dataclass(frozen=True)
 class BlendConfig:
     """Settings of the blend architecture beyond those in TrainConfig (see train/blend.py).
 
     Attributes:
-        mf_l2, mf_bias_l2: L2 weights on each example's user/movie vectors and biases.
-        autorec_hidden, autorec_l2, autorec_dropout, autorec_learning_rate,
-        autorec_init_stddev: the AutoRec members (sigmoid code layer, full batch).
-        autorec_steps_max, autorec_eval_every, autorec_patience: their early stopping,
-            in steps, validated every `autorec_eval_every` steps.
+        mf_l2, mf_bias_l2: L2 weights on each example's composed user/movie vectors and biases.
+        autorec: the AutoRec members' settings.
         item_autorecs, user_autorecs: how many item- and user-based AutoRecs to blend.
         export_rank: rank of the folded user/movie tables shipped to the device.
         blend_ridge: how strongly blend weights are pulled towards equal weights.
@@ -37,25 +68,17 @@ class BlendConfig:
 
     mf_l2: float = 0.1
     mf_bias_l2: float = 0.001
-    autorec_hidden: int = 500
-    autorec_l2: float = 100.0
-    autorec_dropout: float = 0.2
-    autorec_learning_rate: float = 3e-3
-    autorec_init_stddev: float = 0.03
-    autorec_steps_max: int = 1500
-    autorec_eval_every: int = 20
-    autorec_patience: int = 5
+    autorec: AutoRecConfig = AutoRecConfig()
     item_autorecs: int = 2
     user_autorecs: int = 1
     export_rank: int = 64
     blend_ridge: float = 0.1
 
     def __post_init__(self):
-        for name in ("autorec_hidden", "autorec_steps_max", "autorec_eval_every", "export_rank"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.autorec_dropout < 1.0:
-            raise ConfigError(f"autorec_dropout must be in [0, 1), got {self.autorec_dropout}")
+        if self.export_rank < 1:
+            raise ConfigError(f"export_rank must be >= 1, got {self.export_rank}")
+        if self.item_autorecs < 0 or self.user_autorecs < 0:
+            raise ConfigError(f"AutoRec counts must be >= 0, got {self.item_autorecs} and {self.user_autorecs}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +124,10 @@ class TrainConfig:
             raise ConfigError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        if self.early_stopping_patience < 0:
+            raise ConfigError(f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)

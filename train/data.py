@@ -23,6 +23,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from device_runtime.errors import one_line
 from train.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -206,14 +207,21 @@ def _load_grouplens(folder: Path) -> Ratings:
     for line_no, row in _rows(folder / "u.item", "|", 5, encoding="latin-1"):
         flags = row[5:]
         if genre_names and len(flags) != len(genre_names):
-            raise DataError(f"{folder / 'u.item'} line {line_no}: {len(flags)} genre flags, u.genre lists {len(genre_names)}")
+            raise DataError(
+                f"{folder / 'u.item'} line {line_no}: {len(flags)} genre flags, u.genre lists {len(genre_names)}"
+            )
         genres = [name for name, flag in zip(genre_names, flags) if flag.strip() == "1"]
         movies[row[0]] = (row[1], "|".join(genres))
     users = {}
     for line_no, row in _rows(folder / "u.user", "|", 5):
         users[row[0]] = (_int(row[1], folder / "u.user", line_no, "age"), row[2], row[3], row[4])
     return _build(
-        _rows(folder / "u.data", "\t", 4), folder / "u.data", movies, users, source=str(folder), sha256=digest.hexdigest()
+        _rows(folder / "u.data", "\t", 4),
+        folder / "u.data",
+        movies,
+        users,
+        source=str(folder),
+        sha256=digest.hexdigest(),
     )
 
 
@@ -233,7 +241,7 @@ def _load_tfds() -> Ratings:
         dataset, info = tfds.load("movielens/100k-ratings", split="train", with_info=True)
     except Exception as error:  # tfds raises many types for a failed download
         raise DataError(
-            f"tfds could not load movielens/100k-ratings ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+            f"tfds could not load movielens/100k-ratings ({_described(error)}); "
             "this source needs network access; use the default offline data instead (omit --data)"
         ) from None
     columns = {name: [] for name in COLUMNS}
@@ -249,6 +257,12 @@ def _load_tfds() -> Ratings:
         columns["movie_genres"].append("|".join(str(g) for g in row["movie_genres"]))
     version = f"tfds movielens/100k-ratings {info.version}"
     return _to_ratings(columns, source="tfds", sha256=hashlib.sha256(version.encode()).hexdigest())
+
+
+def _described(error: Exception) -> str:
+    """`Type: message` on one line (just `Type` when the message is empty)."""
+    name, text = type(error).__name__, one_line(error, limit=200)
+    return name if text == name else f"{name}: {text}"
 
 
 # --- parsing -----------------------------------------------------------------

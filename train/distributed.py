@@ -72,8 +72,10 @@ def cluster_from_environment(environ=os.environ) -> Optional[Cluster]:
         config = json.loads(raw)
     except ValueError as error:
         raise ConfigError(f"TF_CONFIG is not valid JSON ({error}); see README 'Training on a cluster'") from None
-    if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict) or not isinstance(config.get("task"), dict):
-        raise ConfigError('TF_CONFIG needs {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": N}}')
+    if not isinstance(config, dict) or not all(isinstance(config.get(key), dict) for key in ("cluster", "task")):
+        raise ConfigError(
+            'TF_CONFIG needs {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": N}}'
+        )
     cluster, task = config["cluster"], config["task"]
     if "ps" in cluster:
         raise ConfigError(
@@ -82,7 +84,9 @@ def cluster_from_environment(environ=os.environ) -> Optional[Cluster]:
         )
     unknown = set(cluster) - {"worker", "chief", "evaluator"}
     if unknown:
-        raise ConfigError(f"TF_CONFIG cluster has unknown task types {sorted(unknown)}; use 'worker' and optionally 'chief'")
+        raise ConfigError(
+            f"TF_CONFIG cluster has unknown task types {sorted(unknown)}; use 'worker' and optionally 'chief'"
+        )
     addresses = []
     for kind in ("chief", "worker"):
         members = cluster.get(kind, [])
@@ -107,7 +111,11 @@ def make_strategy(cluster: Cluster, timeout_seconds: float):
     )
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     logger.info(
-        "%s %d of %d: %d replicas in sync", cluster.task_type, cluster.task_index, cluster.size, strategy.num_replicas_in_sync
+        "%s %d of %d: %d replicas in sync",
+        cluster.task_type,
+        cluster.task_index,
+        cluster.size,
+        strategy.num_replicas_in_sync,
     )
     return strategy
 
@@ -172,7 +180,8 @@ def launch_local_workers(
     try:
         for index in range(count):
             environment = dict(os.environ)
-            environment["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+            task = {"type": "worker", "index": index}
+            environment["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses}, "task": task})
             environment[WORKER_ENV] = "1"
             log_path = log_dir / f"worker-{index}.log"
             logs.append(log_path)
@@ -253,7 +262,8 @@ def _tee(stream, log_path: Path) -> None:
 
 def _last_line(log: Path) -> str:
     try:
-        lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        text = log.read_text(encoding="utf-8", errors="replace")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
     except OSError:
         return "(no log)"
     meaningful = [line for line in lines if not line.startswith(("I0000", "W0000", "WARNING: All log"))]

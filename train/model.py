@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -17,10 +16,10 @@ import tensorflow_recommenders as tfrs
 import tf_keras
 
 from device_runtime.signature import ITEM_INPUT, OUTPUT, SIGNATURE_KEY, USER_INPUT
-from train.data import Ratings
 from train.config import Optimizer, TrainConfig
-
-logger = logging.getLogger(__name__)
+from train.data import Ratings
+from train.early_stopping import TrainingCurve, fit_with_early_stopping
+from train.metrics import rmse
 
 
 class RankingModel(tf_keras.Model):
@@ -105,9 +104,7 @@ class TrainedModel:
 
     model: MovielensModel
     config: TrainConfig
-    epochs_run: int
-    best_epoch: int
-    validation_rmse: Optional[float]
+    curve: TrainingCurve
     fit_seconds: float
 
 
@@ -145,52 +142,15 @@ def carve_validation(train_rows: Ratings, config: TrainConfig) -> tuple[Ratings,
     return train_rows.take(order[held_out:]), train_rows.take(order[:held_out])
 
 
-class _EpochEnd(tf_keras.callbacks.Callback):
-    """Logs one line per epoch and stops early on validation RMSE, keeping the best weights.
-
-    Keras' own EarlyStopping reads `val_*` logs that `fit` computes with a
-    distributed evaluation; scoring the validation rows locally instead keeps
-    every worker's decision identical without another collective.
-    """
-
-    def __init__(self, epochs: int, validation: Optional[tf.data.Dataset], patience: int):
-        super().__init__()
-        self.epochs = epochs
-        self.validation = validation
-        self.patience = patience
-        self.started = 0.0
-        self.curve: list[float] = []
-        self.best_weights = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        figures = f"train RMSE {(logs or {}).get('root_mean_squared_error', float('nan')):.4f}"
-        if self.validation is not None:
-            score = dataset_rmse(lambda users, movies: self.model({USER_INPUT: users, ITEM_INPUT: movies}), self.validation)
-            if not self.curve or score < min(self.curve):
-                self.best_weights = self.model.get_weights()
-            self.curve.append(score)
-            figures += f", validation RMSE {score:.4f}"
-            if len(self.curve) - 1 - int(np.argmin(self.curve)) >= self.patience:
-                self.model.stop_training = True
-        logger.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.epochs, figures, time.perf_counter() - self.started)
-
-    def on_train_end(self, logs=None):
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
-
-
 def dataset_rmse(score: Callable, batches: tf.data.Dataset) -> float:
-    """RMSE of `score(user_ids, movie_titles)` over batches of rows, accumulated in float64."""
-    squared, count = 0.0, 0
+    """RMSE of `score(user_ids, movie_titles)` over batches of rows (`train.metrics.rmse`; nan for no rows)."""
+    scores, targets = [], []
     for batch in batches:
-        scores = np.asarray(score(batch[USER_INPUT], batch[ITEM_INPUT])).reshape(-1)
-        error = scores.astype(np.float64) - batch["user_rating"].numpy().astype(np.float64)
-        squared += float(np.sum(error**2))
-        count += len(error)
-    return float(np.sqrt(squared / count)) if count else float("nan")
+        scores.append(np.asarray(score(batch[USER_INPUT], batch[ITEM_INPUT])).reshape(-1))
+        targets.append(batch["user_rating"].numpy().reshape(-1))
+    if not scores:
+        return float("nan")
+    return rmse(np.concatenate(scores), np.concatenate(targets))
 
 
 def fit_model(
@@ -223,28 +183,22 @@ def fit_model(
         # Metrics are already synchronised across replicas; Keras' default would add them up.
         model.distribute_reduction_method = "first"
 
-    epoch_end = _EpochEnd(config.epochs, data.validation, config.early_stopping_patience)
+    score = None
+    if data.validation is not None:
+
+        def score() -> float:
+            return dataset_rmse(lambda users, movies: model({USER_INPUT: users, ITEM_INPUT: movies}), data.validation)
+
     started = time.perf_counter()
-    history = model.fit(
-        data.batches, epochs=config.epochs, steps_per_epoch=data.steps_per_epoch, callbacks=[epoch_end], verbose=0
+    curve = fit_with_early_stopping(
+        model,
+        data.batches,
+        epochs=config.epochs,
+        steps_per_epoch=data.steps_per_epoch,
+        score=score,
+        patience=config.early_stopping_patience,
     )
-    fit_seconds = time.perf_counter() - started
-
-    epochs_run = len(history.history["loss"])
-    validation_rmse, best_epoch = None, epochs_run
-    if epoch_end.curve:
-        best_epoch = int(np.argmin(epoch_end.curve)) + 1
-        validation_rmse = float(np.min(epoch_end.curve))
-    return TrainedModel(model, config, epochs_run, best_epoch, validation_rmse, fit_seconds)
-
-
-def predict(model: MovielensModel, rows: Ratings, batch_size: int = 8192) -> np.ndarray:
-    """Scores every (user, movie) row with the in-memory model, as float32 [N]."""
-    scores = [
-        model({USER_INPUT: tf.constant(rows.user_id[i : i + batch_size]), ITEM_INPUT: tf.constant(rows.movie_title[i : i + batch_size])})
-        for i in range(0, len(rows), batch_size)
-    ]
-    return tf.reshape(tf.concat(scores, axis=0), [-1]).numpy().astype(np.float32)
+    return TrainedModel(model, config, curve, time.perf_counter() - started)
 
 
 class ServingModule(tf.Module):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import json
 import logging
 import platform
 import shutil
@@ -20,8 +19,8 @@ import numpy as np
 from train import artifacts, streaming
 from train.config import Architecture, TrainConfig
 from train.data import load_ratings, split_ratings
-from train.metrics import ndcg_at_k
-from train.errors import ConfigError, TrainError
+from train.errors import ConfigError
+from train.metrics import ndcg_at_k, rmse
 from train.distributed import DEFAULT_WORKER_TIMEOUT_SECONDS, Cluster, make_strategy
 
 logger = logging.getLogger(__name__)
@@ -72,11 +71,13 @@ def train_and_export(
         The folder and its metrics.
 
     Raises:
+        ConfigError: `max_train_rows` or `worker_timeout_seconds` is out of range.
         DataError: the data source is missing or malformed.
         OutputError: `out_dir` is not an earlier output of this tool, or
             another run is writing it.
     """
     started = time.perf_counter()
+    check_run_options(data_source, max_train_rows, worker_timeout_seconds)
     out_dir = Path(out_dir)
     # The strategy must exist before any other TensorFlow op runs.
     strategy = make_strategy(cluster, worker_timeout_seconds) if cluster else None
@@ -116,8 +117,8 @@ def train_and_export(
             "train_rmse": train_rmse,
             "test_ndcg_at_10": test_ndcg,
             "validation_rmse": fitted.validation_rmse,
-            "epochs_run": fitted.epochs_run,
-            "best_epoch": fitted.best_epoch,
+            "epochs_run": fitted.curve.epochs_run,
+            "best_epoch": fitted.curve.best_epoch,
             "rows": source.rows,
             "data": source.provenance,
             "vocabulary_sizes": {"users": len(source.users), "movies": len(source.movies)},
@@ -128,7 +129,9 @@ def train_and_export(
             },
             "versions": _versions(),
             "fit_seconds": round(fitted.fit_seconds, 3),
-            "train_examples_per_second": round(fitted.epochs_run * source.training.train_rows / fitted.fit_seconds, 1),
+            "train_examples_per_second": round(
+                fitted.curve.epochs_run * source.training.train_rows / fitted.fit_seconds, 1
+            ),
         }
         if fitted.details:
             metrics["architecture_details"] = fitted.details
@@ -139,7 +142,7 @@ def train_and_export(
             artifacts.write_vocabulary(staging / artifacts.MOVIES_VOCAB, source.movies)
             metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
             # metrics.json is written last: it marks a complete export.
-            (staging / artifacts.METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+            artifacts.write_json_atomically(staging / artifacts.METRICS_FILE, metrics)
 
         if is_chief:
             artifacts.publish_atomically(out_dir, build)
@@ -151,6 +154,26 @@ def train_and_export(
             export_saved_model(fitted.module, throwaway / artifacts.SAVED_MODEL_DIR)
             shutil.rmtree(throwaway)
     return TrainingResult(out_dir, metrics)
+
+
+def check_run_options(
+    data_source: Optional[str], max_train_rows: Optional[int], worker_timeout_seconds: float
+) -> None:
+    """Refuses, before any work, options out of range or that the data source cannot honour.
+
+    Raises:
+        ConfigError: naming the option, the value and what to do instead.
+    """
+    if max_train_rows is not None:
+        if max_train_rows < 1:
+            raise ConfigError(f"--max-train-rows must be >= 1, got {max_train_rows}")
+        if data_source and streaming.is_sharded_folder(Path(data_source)):
+            raise ConfigError(
+                f"--max-train-rows applies to in-memory sources only, and --data {data_source} is a sharded folder; "
+                "write fewer rows into its train-*.tsv files, or drop --max-train-rows"
+            )
+    if not worker_timeout_seconds > 0:
+        raise ConfigError(f"--worker-timeout must be > 0 seconds, got {worker_timeout_seconds:g}")
 
 
 def _test_figures(score, source: "_Source") -> tuple[float, Optional[float]]:
@@ -165,10 +188,12 @@ def _test_figures(score, source: "_Source") -> tuple[float, Optional[float]]:
         return dataset_rmse(score, source.test_batches), None
     rows = source.test_rows
     scores = np.concatenate(
-        [score(rows.user_id[i : i + EVALUATION_BATCH], rows.movie_title[i : i + EVALUATION_BATCH]) for i in range(0, len(rows), EVALUATION_BATCH)]
+        [
+            score(rows.user_id[start : start + EVALUATION_BATCH], rows.movie_title[start : start + EVALUATION_BATCH])
+            for start in range(0, len(rows), EVALUATION_BATCH)
+        ]
     )
-    errors = scores.astype(np.float64) - rows.user_rating.astype(np.float64)
-    return float(np.sqrt(np.mean(errors**2))), ndcg_at_k(rows.user_id, rows.user_rating, scores, k=10)
+    return rmse(scores, rows.user_rating), ndcg_at_k(rows.user_id, rows.user_rating, scores, k=10)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,8 +201,7 @@ class _Fitted:
     """A trained model ready to export, however it was trained."""
 
     module: object  # tf.Module with serve(user_id, movie_title) -> {"rating": [N]}
-    epochs_run: int
-    best_epoch: int
+    curve: object  # train.early_stopping.TrainingCurve
     validation_rmse: Optional[float]
     fit_seconds: float
     details: Optional[dict] = None
@@ -189,38 +213,31 @@ def _fit_tower(config: TrainConfig, source: "_Source", strategy) -> _Fitted:
     trained = fit_model(source.training, source.users, source.movies, config, strategy)
     return _Fitted(
         ServingModule(trained.model.ranking_model),
-        trained.epochs_run,
-        trained.best_epoch,
-        trained.validation_rmse,
+        trained.curve,
+        trained.curve.best_validation_rmse,
         trained.fit_seconds,
     )
 
 
 def _fit_blend(config: TrainConfig, source: "_Source", cluster) -> _Fitted:
-    if cluster is not None or source.ratings is None:
+    if cluster is not None or source.train_rows is None:
         raise ConfigError(
             f"preset {config.preset!r} (the blend) trains on in-memory data on one machine; "
             "use --preset tutorial or adam for sharded data or several workers"
         )
-    from train.blend import side_tables_from_rows, train_blend
+    from train.blend import train_blend
+    from train.factor_tables import serving_module
     from train.model import carve_validation
 
-    started = time.perf_counter()
     fit_rows, validation_rows = carve_validation(source.train_rows, config)
-    # Side features of every user and movie in the data (ids and attributes, no ratings).
-    users_table, movies_table = side_tables_from_rows(source.ratings)
-    result = train_blend(fit_rows, validation_rows, config, users_table, movies_table)
-    if tuple(result.users) != tuple(source.users) or tuple(result.movies) != tuple(source.movies):
-        raise TrainError("the blend's vocabularies differ from the data's; this is a bug, please report it")
-    details = result.metrics
-    mf = details.get("mf", {})
+    # Side features come from these training rows only, inside train_blend.
+    result = train_blend(fit_rows, validation_rows, source.users, source.movies, config)
     return _Fitted(
-        result.module,
-        epochs_run=int(mf.get("epochs", config.epochs)),
-        best_epoch=int(mf.get("epochs", config.epochs)),
-        validation_rmse=details.get("exported_form_val_rmse"),
-        fit_seconds=time.perf_counter() - started,
-        details=details,
+        serving_module(result.tables),
+        curve=result.members[0].curve,  # the matrix-factorisation member's epochs
+        validation_rmse=result.folded_validation_rmse,
+        fit_seconds=result.fit_seconds,
+        details=result.to_dict(),
     )
 
 
@@ -233,7 +250,6 @@ class _Source:
     movies: tuple
     rows: dict
     provenance: dict
-    ratings: Optional[object] = None  # all rows (train.data.Ratings) when held in memory
     train_rows: Optional[object] = None  # the training rows when held in memory
     test_rows: Optional[object] = None  # the test rows when held in memory
 
@@ -264,7 +280,6 @@ def _prepare_source(config, data_source, max_train_rows, cluster, scratch: Path)
             movies=movies,
             rows=rows,
             provenance=provenance,
-            ratings=ratings,
             train_rows=train_rows,
             test_rows=test_rows,
         )
@@ -273,7 +288,9 @@ def _prepare_source(config, data_source, max_train_rows, cluster, scratch: Path)
     shard_count = SHARDS_PER_WORKER * cluster.size
     streaming.write_shards(scratch, "train", fit_rows.user_id, fit_rows.movie_title, fit_rows.user_rating, shard_count)
     if validation_rows is not None:
-        streaming.write_shards(scratch, "validation", validation_rows.user_id, validation_rows.movie_title, validation_rows.user_rating, 1)
+        streaming.write_shards(
+            scratch, "validation", validation_rows.user_id, validation_rows.movie_title, validation_rows.user_rating, 1
+        )
     streaming.write_shards(scratch, "test", test_rows.user_id, test_rows.movie_title, test_rows.user_rating, 1)
     artifacts.write_vocabulary(scratch / artifacts.USERS_VOCAB, users)
     artifacts.write_vocabulary(scratch / artifacts.MOVIES_VOCAB, movies)
@@ -285,7 +302,9 @@ def _sharded_source(config, shards: "streaming.ShardedData", provenance: dict) -
     return _Source(
         training=streaming.streaming_training_data(shards, config),
         test_batches=streaming.evaluation_batches(shards.files["test"], EVALUATION_BATCH),
-        train_batches=streaming.evaluation_batches(shards.files["train"], EVALUATION_BATCH, streaming.VALIDATION_MAX_ROWS),
+        train_batches=streaming.evaluation_batches(
+            shards.files["train"], EVALUATION_BATCH, streaming.VALIDATION_MAX_ROWS
+        ),
         users=shards.users,
         movies=shards.movies,
         rows={"total": sum(shards.rows.values()), **shards.rows},

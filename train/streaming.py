@@ -20,11 +20,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
+from device_runtime.files import write_atomically
 from device_runtime.signature import ITEM_INPUT, USER_INPUT
 from train import artifacts
 from train.errors import DataError
@@ -120,7 +119,9 @@ def _scan_file(path: Path, users: Optional[set], movies: Optional[set]) -> int:
     return count
 
 
-def write_shards(folder: Path, split: str, user_ids: Sequence, movie_titles: Sequence, ratings: Sequence, shards: int) -> None:
+def write_shards(
+    folder: Path, split: str, user_ids: Sequence, movie_titles: Sequence, ratings: Sequence, shards: int
+) -> None:
     """Writes rows as `shards` TSV files `SPLIT-0000i-of-0000n.tsv`, each atomically.
 
     Rows are dealt round-robin, so shards differ in size by at most one row.
@@ -130,12 +131,9 @@ def write_shards(folder: Path, split: str, user_ids: Sequence, movie_titles: Seq
     folder.mkdir(parents=True, exist_ok=True)
     for shard in range(shards):
         path = folder / f"{split}-{shard:05d}-of-{shards:05d}.tsv"
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(HEADER + "\n")
-            for user, movie, rating in zip(user_ids[shard::shards], movie_titles[shard::shards], ratings[shard::shards]):
-                out.write(f"{user}\t{movie}\t{float(rating):g}\n")
-        os.replace(temporary, path)
+        rows = zip(user_ids[shard::shards], movie_titles[shard::shards], ratings[shard::shards])
+        lines = [HEADER] + [f"{user}\t{movie}\t{float(rating):g}" for user, movie, rating in rows]
+        write_atomically(path, "\n".join(lines) + "\n")
 
 
 def streaming_training_data(data: ShardedData, config):

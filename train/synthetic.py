@@ -116,7 +116,8 @@ def _write(spec: SyntheticSpec, folder: Path) -> None:
                 for shard, out in enumerate(outs):
                     out.writelines(lines[shard :: len(outs)])
             written += count
-            logger.info("generated %s of %s rows (%.0f s)", f"{written:,}", f"{spec.rows:,}", time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            logger.info("generated %s of %s rows (%.0f s)", f"{written:,}", f"{spec.rows:,}", seconds)
     finally:
         for outs in handles.values():
             for out in outs:

@@ -49,3 +49,22 @@ def kit_ranker(kit_path):
     from device_runtime import Ranker
 
     return Ranker(kit_path)
+
+
+@pytest.fixture(scope="session")
+def serving(reference) -> dict:
+    """The serving models' references (numpy, ridge solves, plain interpreter calls): see serving_fixtures.py."""
+    return reference["serving"]
+
+
+@pytest.fixture(scope="session")
+def tower_key(backend_name) -> str:
+    """Which tower reference this backend reproduces (see `expected_scores`)."""
+    return "litert_scores" if backend_name == "ai_edge_litert" else "litert_builtin_scores"
+
+
+@pytest.fixture(scope="session")
+def factor_ranker(fixtures_dir):
+    from device_runtime import Ranker
+
+    return Ranker(fixtures_dir / make_fixtures.FACTOR)

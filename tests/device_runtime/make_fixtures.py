@@ -11,6 +11,9 @@ the tutorial's architecture, with random (seeded) weights over a small
 vocabulary. Besides the models, `reference.json` stores the vocabularies, a
 fixed probe set and the scores TensorFlow's own interpreter and LiteRT gave on
 it, so the device environment can compare tflite-runtime against them.
+
+The kit's multi-signature models (factor and tower, `train.serving`) and their
+independent references (under "serving") come from `serving_fixtures.py`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 # TFRS-era Keras 2 layers; must be set before TensorFlow is first imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from tests.device_runtime import serving_fixtures  # noqa: E402  (after the Keras switch)
+
 KIT = "kit.tflite"  # kit signature, manifest with vocabularies embedded
 FLOAT16 = "kit_float16.tflite"  # same model, float16 weights, manifest
 INT8 = "kit_int8.tflite"  # same model, dynamic-range int8, manifest
@@ -33,7 +38,9 @@ RENAMED = "renamed.tflite"  # inputs uid/title, output score [N], no manifest
 WRONG_SIGNATURE = "wrong_signature.tflite"  # one string input, not a ranking model
 BAD_MANIFEST = "bad_manifest.tflite"  # kit model whose embedded manifest is not JSON
 REFERENCE = "reference.json"
-ALL_MODELS = (KIT, FLOAT16, INT8, TUTORIAL, RENAMED, WRONG_SIGNATURE, BAD_MANIFEST)
+# Models with every contract signature (strings, index space, personalized): see serving_fixtures.py.
+FACTOR, FACTOR_B, FACTOR_FLOAT16, TOWER, TOWER_FLOAT16 = serving_fixtures.SERVING_MODELS
+ALL_MODELS = (KIT, FLOAT16, INT8, TUTORIAL, RENAMED, WRONG_SIGNATURE, BAD_MANIFEST) + serving_fixtures.SERVING_MODELS
 
 USERS = tuple(str(n) for n in range(1, 41)) + ("42", "user é", "ユーザー")
 MOVIES = (
@@ -287,6 +294,7 @@ def build_fixtures(out_dir: Path) -> Path:
             for name, n in names.items()
         },
     }
+    reference["serving"] = serving_fixtures.build_serving_fixtures(out_dir)
     write_atomically(out_dir / REFERENCE, json.dumps(reference, ensure_ascii=False, indent=1).encode("utf-8"))
     return out_dir
 

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-import device_runtime.ranker as ranker_module
+import device_runtime.model as loaded_model
 from device_runtime import MAX_BATCH, Ranker
 from tests.device_runtime import make_fixtures as mf
 from tests.device_runtime.tolerance import SCORE_ATOL
@@ -71,7 +71,7 @@ def test_calls_above_max_batch_are_chunked_in_place(kit_path, interpreter_calls,
 
 
 def test_max_batch_is_what_splits_a_call(kit_path, interpreter_calls, expected_scores, monkeypatch):
-    monkeypatch.setattr(ranker_module, "MAX_BATCH", 7)
+    monkeypatch.setattr(loaded_model, "MAX_BATCH", 7)
     ranker = Ranker(kit_path)
     assert ranker.info().max_batch == 7
     users, movies, expected = probe_pairs_repeated(15, expected_scores)
@@ -119,7 +119,7 @@ def test_threads_get_exactly_the_serial_results(kit_path, expected_scores):
 
 def test_signature_runner_path_gives_the_reference_scores(kit_path, expected_scores, monkeypatch):
     """Models whose serving signature is not the first subgraph are run through the signature runner."""
-    monkeypatch.setattr(ranker_module, "_is_first_subgraph", lambda *args: False)
+    monkeypatch.setattr(loaded_model, "_is_first_subgraph", lambda *args: False)
     through_runner = Ranker(kit_path)
     users, movies, expected = probe_pairs_repeated(300, expected_scores)
     np.testing.assert_allclose(through_runner.score_pairs(users, movies), expected, rtol=0, atol=SCORE_ATOL)

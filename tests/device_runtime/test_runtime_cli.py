@@ -12,7 +12,8 @@ import pytest
 from device_runtime import Ranker
 from device_runtime.__main__ import main
 from tests.device_runtime import make_fixtures as mf
-from tests.device_runtime.tolerance import assert_top_k_matches
+from tests.device_runtime.serving_reference import catalog_scores, state_scores
+from tests.device_runtime.tolerance import PERSONALIZED_ATOL, assert_top_k_matches
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -107,7 +108,7 @@ def test_info_of_a_tutorial_export(capsys, fixtures_dir):
     code, out, _ = run(capsys, "info", "--model", fixtures_dir / mf.TUTORIAL)
     assert code == 0
     assert "-> output_1 [-1, 1]" in out
-    assert "manifest:  none" in out
+    assert "manifest:   none (not converted by the kit" in out and "checksum:   none" in out
 
 
 def error_cases(fixtures_dir: Path, tmp_path: Path):
@@ -210,3 +211,127 @@ def test_module_entry_point(kit_path, tmp_path):
         f"error: model file {tmp_path / 'missing.tflite'} does not exist; "
         "pass the .tflite written by `python -m convert`"
     ]
+
+
+# ----------------------------------------------------------------------------- the fast path and histories
+
+
+def test_rank_all_uses_the_in_graph_top_k(capsys, fixtures_dir, serving, monkeypatch):
+    import device_runtime.model as loaded_model
+
+    used = []
+    original = loaded_model.LoadedModel.top_k
+    monkeypatch.setattr(loaded_model.LoadedModel, "top_k", lambda self, *a: used.append(a) or original(self, *a))
+    code, out, err = run(capsys, "rank", "--model", fixtures_dir / mf.FACTOR, "--user", "42", "--all", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["candidates"] == len(mf.MOVIES) and len(used) == 1
+    ranked = [(r["movie_title"], r["score"]) for r in report["results"]]
+    assert_top_k_matches(ranked, catalog_scores(serving, mf.FACTOR, "42"), k=10)
+
+
+def test_info_names_checksum_load_time_and_signatures(capsys, fixtures_dir):
+    path = fixtures_dir / mf.FACTOR
+    code, out, _ = run(capsys, "info", "--model", path)
+    assert code == 0
+    lines = dict(line.split(":", 1) for line in out.splitlines())
+    content = path.read_bytes()
+    start = content.index(b'{"file_sha256": "') + len(b'{"file_sha256": "')
+    assert lines["checksum"].strip() == f"sha256 {content[start:start + 64].decode()} (verified)"
+    assert lines["loaded"].strip().endswith(" ms") and lines["loaded"].strip()[:4].isdigit()
+    assert lines["signatures"].strip() == (
+        "serving_default, score_rows, top_k, score_history, user_state, score_rows_for_state, top_k_for_state"
+    )
+    code, out, _ = run(capsys, "info", "--model", fixtures_dir / mf.TUTORIAL, "--json")
+    info = json.loads(out)
+    assert info["checksum"] is None and info["signatures"] == ["serving_default"] and info["load_ms"] > 0
+
+
+def write_history(path: Path, lines) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def history_lines(entries) -> list[str]:
+    return [f"{title}\t{rating}" for title, rating in entries]
+
+
+def test_rank_from_a_history_file(capsys, fixtures_dir, serving, tmp_path):
+    mixed = serving["histories"]["mixed"]
+    path = write_history(tmp_path / "history.tsv", [""] + history_lines(mixed["raw"]))  # a blank line is skipped
+    code, out, err = run(
+        capsys, "rank", "--model", fixtures_dir / mf.FACTOR, "--history-file", path, "--all", "--top-k", "5", "--json"
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["user_id"] is None and report["user_known"] is None
+    assert report["history"] == {
+        "file": str(path),
+        "ratings_used": len(mixed["cleaned"]),
+        "unknown_titles": mixed["unknown"],
+        "dropped": 0,
+        "replaced": 1,
+    }
+    ranked = [(r["movie_title"], r["score"]) for r in report["results"]]
+    assert_top_k_matches(ranked, state_scores(serving, mf.FACTOR, "mixed"), k=5, atol=PERSONALIZED_ATOL)
+    assert "WARNING" not in err  # the skipped title is reported in the output instead
+
+
+def test_a_history_from_stdin_in_a_table(fixtures_dir, serving):
+    lines = history_lines(serving["histories"]["mixed"]["raw"])
+    done = subprocess.run(
+        [sys.executable, "-m", "device_runtime", "rank", "--model", str(fixtures_dir / mf.FACTOR),
+         "--history-file", "-", "--candidate", mf.MOVIES[0], "--candidate", mf.MOVIES[4]],
+        input="\n".join(lines) + "\n", cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    assert out[0].startswith("top 2 of 2 candidates for a user described by 5 ratings")
+    assert out[1] == "note: skipped 1 title(s) the model does not know: 'No Such Movie (2099)'"
+    assert out[2] == "note: 1 rating(s) replaced by a later rating of the same title"
+    expected = state_scores(serving, mf.FACTOR, "mixed")
+    rows = [line.split(None, 2) for line in out[4:]]
+    assert [title for _, _, title in rows] == sorted(mf.MOVIES[0:5:4], key=lambda t: -expected[t])
+
+
+def test_every_bad_history_line_is_one_error(capsys, fixtures_dir, tmp_path):
+    path = write_history(
+        tmp_path / "bad.tsv",
+        ["Speed (1994)\t4", "no tab here", "\t3", "Amélie (2001)\tnan", "Speed (1994)\t7", "M*A*S*H (1970)\tfour",
+         "Speed (1994)\tinf", "Speed (1994)\t0"],
+    )
+    code, out, err = run(capsys, "rank", "--model", fixtures_dir / mf.FACTOR, "--history-file", path, "--all")
+    assert code == 2 and out == ""
+    where = f"history file {path} line"
+    assert err.splitlines() == [
+        f"error: {where} 2: expected 'title<TAB>rating', found no tab in 'no tab here'",
+        f"error: {where} 3: the title is empty; write 'title<TAB>rating'",
+        f"error: {where} 4: the rating is nan; pass a finite number from 1 to 5",
+        f"error: {where} 5: the rating 7 is outside 1..5; pass the user's own rating on that scale",
+        f"error: {where} 6: the rating 'four' is not a number; write a rating from 1 to 5",
+        f"error: {where} 7: the rating is inf; pass a finite number from 1 to 5",
+        f"error: {where} 8: the rating 0 is outside 1..5; pass the user's own rating on that scale",
+    ]
+
+
+def test_history_file_mistakes_exit_2(capsys, fixtures_dir, tmp_path):
+    good = write_history(tmp_path / "good.tsv", ["Speed (1994)\t4", "Unknown (2099)\t5"])
+    (tmp_path / "latin1.tsv").write_bytes("Amélie\t4\n".encode("latin-1"))
+    cases = [
+        (["--model", fixtures_dir / mf.TOWER, "--history-file", good, "--all"],
+         "tower.tflite (tower-fixture) has no personalized signature (user_state); models of the 'default' and 'mf'"),
+        (["--model", fixtures_dir / mf.FACTOR, "--history-file", tmp_path / "none.tsv", "--all"], "does not exist"),
+        (["--model", fixtures_dir / mf.FACTOR, "--history-file", tmp_path / "latin1.tsv", "--all"], "is not UTF-8"),
+        (["--model", fixtures_dir / mf.FACTOR, "--history-file", good, "--all", "--strict"],
+         "unknown history titles (1 of 2): 'Unknown (2099)'"),
+        (["--model", fixtures_dir / mf.FACTOR, "--history-file", "-", "--candidates-file", "-"],
+         "cannot both read stdin"),
+    ]
+    for argv, message in cases:
+        code, out, err = run(capsys, "rank", *argv)
+        assert code == 2 and out == "", argv
+        (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+        assert message in line, (argv, err)
+    with pytest.raises(SystemExit):
+        main(["rank", "--model", str(fixtures_dir / mf.FACTOR), "--user", "42", "--history-file", str(good), "--all"])
+    capsys.readouterr()

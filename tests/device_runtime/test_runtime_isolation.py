@@ -1,4 +1,4 @@
-"""The runtime works without TensorFlow, and the device environment really has none."""
+"""The runtime works without TensorFlow; each device environment has none and runs the interpreter it claims."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.device_runtime.device_env import FIXTURES_ENV
+from tests.device_runtime.device_env import (
+    FIXTURES_ENV,
+    LEG_NUMPY_MAJOR,
+    claimed_device_interpreter,
+    installed_device_backends,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,11 +78,26 @@ def test_importing_the_package_imports_no_interpreter_or_tensorflow():
 @pytest.mark.device_env
 def test_device_environment_has_no_tensorflow():
     assert importlib.util.find_spec("tensorflow") is None
-    assert importlib.util.find_spec("ai_edge_litert") is None
-    assert importlib.util.find_spec("tflite_runtime") is not None
     with pytest.raises(ImportError):
         import tensorflow  # noqa: F401
+    assert os.environ.get(FIXTURES_ENV), "the device tests must use models built by the main environment"
+
+
+@pytest.mark.device_env
+def test_device_environment_runs_the_interpreter_it_claims(kit_path):
     import numpy
 
-    assert int(numpy.__version__.split(".")[0]) < 2, "tflite-runtime 2.14 needs numpy<2"
-    assert os.environ.get(FIXTURES_ENV), "the device tests must use models built by the main environment"
+    from device_runtime import Ranker
+
+    claim = claimed_device_interpreter()
+    installed = installed_device_backends()
+    # Unclaimed (a board, a folder of the aarch64 check): one interpreter package, whichever it is.
+    interpreter = claim or (installed[0] if len(installed) == 1 else None)
+    assert interpreter is not None, f"a device environment holds one interpreter package; found {installed}"
+    assert installed == (interpreter,), f"this environment claims {interpreter} alone; found {installed}"
+    assert Ranker(kit_path).info().backend == interpreter
+    # tflite-runtime 2.14 needs numpy<2 wherever it is; the LiteRT leg's numpy 2 only where claimed.
+    if claim is not None or interpreter == "tflite_runtime":
+        numpy_major = int(numpy.__version__.split(".")[0])
+        expected = LEG_NUMPY_MAJOR[interpreter]
+        assert numpy_major == expected, f"the {interpreter} leg runs numpy {expected}.x, not {numpy.__version__}"

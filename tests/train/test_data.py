@@ -11,6 +11,8 @@ import pytest
 from train import data
 from train.data import DataError, load_ratings
 
+pytestmark = pytest.mark.tensorflow
+
 
 @pytest.fixture(scope="module")
 def ratings():
@@ -114,7 +116,11 @@ def test_grouplens_folder(tmp_path):
     [
         ("u.data", "1\t1\t5\t874965758\n1\t2\t6\t874965758\n", r"u.data line 2: rating 6 is outside 1..5"),
         ("u.data", "1\t1\t5\t874965758\n1\t2\n", r"u.data line 2: expected at least 4 tab-separated columns, found 2"),
-        ("u.data", "1\t1\t5\t874965758\n1\t99\t4\t874965758\n", r"u.data line 2: movie id '99' is not in the movie file"),
+        (
+            "u.data",
+            "1\t1\t5\t874965758\n1\t99\t4\t874965758\n",
+            r"u.data line 2: movie id '99' is not in the movie file",
+        ),
         ("u.data", "1\t1\tfive\t874965758\n", r"u.data line 1: rating 'five' is not a number"),
         ("u.data", "", r"u.data is empty"),
         ("u.item", "1|Toy Story (1995)\n", r"u.item line 1: expected at least 5 '\|'-separated columns, found 2"),
@@ -142,7 +148,6 @@ def test_data_path_that_is_not_a_folder(tmp_path):
 # --- TFDS --------------------------------------------------------------------
 
 
-@pytest.mark.tensorflow
 def test_tfds_rows_are_mapped_like_the_tutorial(monkeypatch):
     import tensorflow as tf
     import tensorflow_datasets as tfds
@@ -171,7 +176,6 @@ def test_tfds_rows_are_mapped_like_the_tutorial(monkeypatch):
     assert list(ratings.movie_genres) == ["1|16", "4|5"]
 
 
-@pytest.mark.tensorflow
 def test_tfds_without_network_is_one_clear_error(monkeypatch):
     import tensorflow_datasets as tfds
 
@@ -179,14 +183,28 @@ def test_tfds_without_network_is_one_clear_error(monkeypatch):
         raise ConnectionError("Failed to resolve host\nmore detail")
 
     monkeypatch.setattr(tfds, "load", offline)
-    with pytest.raises(DataError, match=r"tfds could not load .*ConnectionError: Failed to resolve host\); .*omit --data"):
+    with pytest.raises(DataError) as raised:
+        load_ratings("tfds")
+    assert str(raised.value) == (
+        "tfds could not load movielens/100k-ratings (ConnectionError: Failed to resolve host more detail); "
+        "this source needs network access; use the default offline data instead (omit --data)"
+    )
+
+
+def test_tfds_error_without_a_message_is_named_by_its_type(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    def silent(*args, **kwargs):
+        raise ConnectionError()
+
+    monkeypatch.setattr(tfds, "load", silent)
+    with pytest.raises(DataError, match=r"^tfds could not load movielens/100k-ratings \(ConnectionError\); this"):
         load_ratings("tfds")
 
 
 # --- the split ---------------------------------------------------------------
 
 
-@pytest.mark.tensorflow
 def test_split_is_reproducible_and_disjoint(ratings):
     first_train, first_test = data.split_ratings(ratings)
     second_train, second_test = data.split_ratings(ratings)
@@ -198,7 +216,6 @@ def test_split_is_reproducible_and_disjoint(ratings):
     assert sorted(order.tolist()) == list(range(100_000))
 
 
-@pytest.mark.tensorflow
 def test_split_matches_the_tutorial_recipe_on_the_rows_themselves(ratings):
     """The tutorial shuffles the rows, not indices: both must give the same order."""
     import tensorflow as tf

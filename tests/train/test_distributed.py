@@ -13,6 +13,8 @@ import pytest
 from train import artifacts, distributed
 from train.errors import ConfigError, OutputError
 
+pytestmark = pytest.mark.tensorflow
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -39,9 +41,18 @@ def test_tf_config_absent_or_single_worker_means_one_process():
     [
         ("{not json", r"TF_CONFIG is not valid JSON"),
         (json.dumps({"cluster": {"worker": ["a:1", "b:2"]}}), r'TF_CONFIG needs \{"cluster"'),
-        (json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}), r"task .* is not one of the cluster's tasks"),
-        (json.dumps({"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "task": {"type": "worker", "index": 0}}), r"parameter servers"),
-        (json.dumps({"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}), r"must be a list of 'host:port' strings"),
+        (
+            json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}),
+            r"task .* is not one of the cluster's tasks",
+        ),
+        (
+            json.dumps({"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "task": {"type": "worker", "index": 0}}),
+            r"parameter servers",
+        ),
+        (
+            json.dumps({"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}),
+            r"must be a list of 'host:port' strings",
+        ),
     ],
 )
 def test_malformed_tf_config_is_refused(raw, message):
@@ -59,7 +70,8 @@ def test_cli_malformed_tf_config_is_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert [line for line in result.stderr.splitlines() if line.startswith("train:")] == [
-        "train: error: TF_CONFIG is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "
+        "train: error: TF_CONFIG is not valid JSON "
+        "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "
         "see README 'Training on a cluster'"
     ]
     assert not (tmp_path / "m").exists()
@@ -79,31 +91,36 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
         pass
 
 
-def _no_children_left():
-    try:
-        pid, _ = os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return pid == 0 and not Path(f"/proc/{os.getpid()}/task").exists()  # pragma: no cover
+def _children() -> set:
+    """This process's child processes, running or not yet reaped (Linux /proc)."""
+    pids = set()
+    for path in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        try:
+            pids.update(int(pid) for pid in path.read_text().split())
+        except OSError:
+            pass  # the thread ended while we read
+    return pids
 
 
 def test_a_failing_worker_stops_the_run_with_its_error(tmp_path):
-    with pytest.raises(distributed.WorkerError, match=r"worker \d exited with code 2: train: error: --data .* is not a folder"):
-        distributed.launch_local_workers(
-            2, ["--out", str(tmp_path / "m"), "--data", str(tmp_path / "missing"), "--quiet"], timeout_seconds=120, log_dir=tmp_path / "logs"
-        )
-    assert _no_children_left()
+    before = _children()
+    worker_args = ["--out", str(tmp_path / "m"), "--data", str(tmp_path / "missing"), "--quiet"]
+    message = r"worker \d exited with code 2: train: error: --data .* is not a folder"
+    with pytest.raises(distributed.WorkerError, match=message):
+        distributed.launch_local_workers(2, worker_args, timeout_seconds=120, log_dir=tmp_path / "logs")
+    assert _children() <= before  # every worker was reaped
     assert not (tmp_path / "m").exists()
 
 
 def test_workers_that_do_not_finish_in_time_are_stopped(tmp_path):
+    before = _children()
     with pytest.raises(distributed.WorkerError, match=r"did not finish within 2 s; all workers were stopped"):
-        distributed.launch_local_workers(2, ["--out", str(tmp_path / "m"), "--quiet"], timeout_seconds=2, log_dir=tmp_path / "logs")
-    assert _no_children_left()
+        worker_args = ["--out", str(tmp_path / "m"), "--quiet"]
+        distributed.launch_local_workers(2, worker_args, timeout_seconds=2, log_dir=tmp_path / "logs")
+    assert _children() <= before
     assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.tensorflow
 def test_two_local_workers_match_one_worker(tmp_path):
     """Two real worker processes on loopback, tutorial preset, full data."""
     single = subprocess.run(
@@ -112,7 +129,8 @@ def test_two_local_workers_match_one_worker(tmp_path):
     )
     assert single.returncode == 0, single.stderr[-2000:]
     double = subprocess.run(
-        [sys.executable, "-m", "train", "--out", str(tmp_path / "two"), "--preset", "tutorial", "--local-workers", "2", "--worker-timeout", "400", "--quiet"],
+        [sys.executable, "-m", "train", "--out", str(tmp_path / "two"), "--preset", "tutorial", "--quiet"]
+        + ["--local-workers", "2", "--worker-timeout", "400"],
         cwd=REPO, capture_output=True, text=True, timeout=500,
     )
     assert double.returncode == 0, double.stderr[-2000:]

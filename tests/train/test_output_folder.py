@@ -12,6 +12,8 @@ import pytest
 from train import artifacts
 from train.errors import OutputError
 
+pytestmark = pytest.mark.tensorflow
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -62,7 +64,10 @@ def test_cli_refuses_a_foreign_folder_with_one_line(tmp_path):
     )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("train:")]
-    assert errors == [f"train: error: --out {foreign} exists and is not an output of `python -m train`; choose a new folder or remove it yourself"]
+    assert errors == [
+        f"train: error: --out {foreign} exists and is not an output of `python -m train`; "
+        "choose a new folder or remove it yourself"
+    ]
     assert "Traceback" not in result.stderr
 
 
@@ -77,3 +82,14 @@ def test_cli_bad_data_path_is_one_line(tmp_path):
     assert "is not a folder; pass 'recbole', 'tfds' or a folder with u.data, u.item, u.user" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_json_is_written_with_null_for_figures_that_are_not_finite(tmp_path):
+    from device_runtime.files import current_umask
+
+    path = tmp_path / "metrics.json"
+    figures = {"rmse": float("nan"), "best": float("inf"), "curve": [0.9, float("-inf")], "n": 3}
+    artifacts.write_json_atomically(path, figures)
+    assert json.loads(path.read_text()) == {"rmse": None, "best": None, "curve": [0.9, None], "n": 3}
+    assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

@@ -9,10 +9,13 @@ import pytest
 from train import artifacts, streaming
 from train.errors import DataError
 
+pytestmark = pytest.mark.tensorflow
+
 
 def _folder(tmp_path, train_text=None):
     folder = tmp_path / "shards"
-    streaming.write_shards(folder, "train", ["1", "2", "1", "3"], ["A (1990)", "B (1991)", "B (1991)", "C (1992)"], [5, 3, 4, 1], 2)
+    movies = ["A (1990)", "B (1991)", "B (1991)", "C (1992)"]
+    streaming.write_shards(folder, "train", ["1", "2", "1", "3"], movies, [5, 3, 4, 1], 2)
     streaming.write_shards(folder, "test", ["2"], ["A (1990)"], [2.5], 1)
     if train_text is not None:
         (folder / "train-00000-of-00002.tsv").write_text(train_text, encoding="utf-8")
@@ -23,7 +26,16 @@ def test_shards_are_dealt_round_robin_with_a_header(tmp_path):
     folder = _folder(tmp_path)
     first = (folder / "train-00000-of-00002.tsv").read_text(encoding="utf-8").splitlines()
     assert first == ["user_id\tmovie_title\tuser_rating", "1\tA (1990)\t5", "1\tB (1991)\t4"]
-    assert sorted(p.name for p in folder.iterdir()) == ["test-00000-of-00001.tsv", "train-00000-of-00002.tsv", "train-00001-of-00002.tsv"]
+    names = ["test-00000-of-00001.tsv", "train-00000-of-00002.tsv", "train-00001-of-00002.tsv"]
+    assert sorted(p.name for p in folder.iterdir()) == names
+
+
+def test_shards_get_the_permissions_of_a_plain_file(tmp_path):
+    from device_runtime.files import current_umask
+
+    folder = _folder(tmp_path)
+    for path in folder.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()
 
 
 def test_scan_counts_rows_and_collects_vocabularies(tmp_path):
@@ -61,7 +73,6 @@ def test_a_folder_without_test_shards_is_refused(tmp_path):
         streaming.scan_shards(folder)
 
 
-@pytest.mark.tensorflow
 def test_training_from_shards_writes_the_same_export_contract(tmp_path):
     import numpy as np
 
@@ -81,5 +92,13 @@ def test_training_from_shards_writes_the_same_export_contract(tmp_path):
     assert metrics["rows"] == {"total": 4000, "train": 3000, "validation": 0, "test": 1000}
     assert metrics["vocabulary_sizes"]["users"] == len(set(train_rows.user_id) | set(test_rows.user_id))
     assert metrics["validation_rmse"] is not None  # 10% of the training lines held out by hash
-    assert 0.5 < result.test_rmse < 2.0
-    assert (tmp_path / "model" / artifacts.SAVED_MODEL_DIR / "saved_model.pb").is_file()
+    assert metrics["epochs_run"] >= metrics["best_epoch"] >= 1
+    # The recorded test RMSE is the saved model's on the test shard, recomputed here by hand,
+    # and beats predicting the middle of the scale for every row (an untrained model scores ~3.7).
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(tmp_path / "model" / artifacts.SAVED_MODEL_DIR)).signatures["serving_default"]
+    scores = signature(user_id=tf.constant(test_rows.user_id), movie_title=tf.constant(test_rows.movie_title))["rating"]
+    targets = test_rows.user_rating.astype(np.float64)
+    assert result.test_rmse == pytest.approx(np.sqrt(np.mean((scores.numpy() - targets) ** 2)), abs=1e-5)
+    assert result.test_rmse < np.sqrt(np.mean((targets - 3.0) ** 2))

@@ -1,0 +1,334 @@
+"""SVD++ with side features: a TFRS ranking model over string ids, trained with Keras' `fit`.
+
+    rating(u, m) = global_mean + b_u + b_m + <p_u, q_m>
+    p_u = P[u] + sum_k E_k[feature k of u] + |N(u)|^-1/2 sum_{j in N(u)} Y[j]
+    q_m = Q[m] + sum_g w_mg G[g] + R[release-year bucket of m]
+    b_u, b_m: an id bias plus the same side features' biases
+
+N(u) is the set of movies u rated in the training rows (SVD++'s implicit
+feedback); the user features are age group, gender, occupation and zip
+prefix, the movie features its genres (weights w_mg sum to 1) and release year
+(`train.side_features`). The loss of each example is its squared error plus
+L2 on its own composed p_u, q_m (so frequent ids are regularised more) and
+b_u, b_m; per-example losses are averaged over the global batch with
+`tf.nn.compute_average_loss`, as `train.model` does, so the same model trains
+under a multi-worker strategy.
+
+Everything the model looks up besides its weights (the vocabularies, the side
+tables, N(u)) is built before `fit` and held as constants; a batch is a dict
+of `user_id`, `movie_title` and `user_rating` tensors, the format of every
+training path of the kit (in-memory rows and streamed shards alike).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from typing import Optional
+
+import numpy as np
+
+import train._tensorflow  # noqa: F401  (Keras 2 before TensorFlow)
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tf_keras
+
+from device_runtime.signature import ITEM_INPUT, USER_INPUT
+from train.data import MAX_RATING, MIN_RATING
+from train.early_stopping import TrainingCurve, fit_with_early_stopping
+from train.errors import ConfigError
+from train.factor_tables import FactorTables
+from train.model import TrainingData, dataset_rmse
+from train.side_features import YEAR_BUCKETS, SideFeatures
+
+
+@dataclasses.dataclass(frozen=True)
+class FactorizationConfig:
+    """Settings of the factorisation model.
+
+    Attributes:
+        dimension: width of every user and movie vector.
+        vector_l2: L2 weight on each example's composed user and movie vectors.
+        bias_l2: L2 weight on each example's composed user and movie biases.
+        init_stddev: standard deviation of the initial vectors (biases start at 0).
+    """
+
+    dimension: int = 64
+    vector_l2: float = 0.1
+    bias_l2: float = 0.001
+    init_stddev: float = 0.01
+
+    def __post_init__(self):
+        if self.dimension < 1:
+            raise ConfigError(f"dimension must be >= 1, got {self.dimension}")
+        if self.vector_l2 < 0 or self.bias_l2 < 0:
+            raise ConfigError(f"L2 weights must be >= 0, got {self.vector_l2} and {self.bias_l2}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImplicitFeedback:
+    """Each user row's rated movie rows (SVD++'s N(u)), stored row after row.
+
+    Attributes:
+        movie_rows: int32, the movie rows of user row 0, then of user row 1, ...
+        row_splits: int64 [user rows + 1]; user row r rated
+            `movie_rows[row_splits[r]:row_splits[r + 1]]`.
+    """
+
+    movie_rows: np.ndarray
+    row_splits: np.ndarray
+
+    @property
+    def user_rows(self) -> int:
+        return len(self.row_splits) - 1
+
+
+def implicit_feedback(
+    user_rows: np.ndarray, movie_rows: np.ndarray, user_count: int, max_per_user: Optional[int] = None
+) -> ImplicitFeedback:
+    """Collects each user's distinct rated movies from parallel row arrays.
+
+    Args:
+        user_rows, movie_rows: the rows of the ratings' user ids and movie titles.
+        user_count: the number of user rows (vocabulary size + 1).
+        max_per_user: keep only each user's last N distinct movies in row order
+            (bounds memory by users x N); None keeps all.
+
+    Returns:
+        The sets, movies in row order within each user.
+    """
+    user_rows = np.asarray(user_rows, np.int64)
+    movie_rows = np.asarray(movie_rows, np.int64)
+    _, first = np.unique(user_rows * (int(movie_rows.max(initial=0)) + 1) + movie_rows, return_index=True)
+    first.sort()  # distinct (user, movie) pairs in row order
+    order = first[np.argsort(user_rows[first], kind="stable")]
+    users, movies = user_rows[order], movie_rows[order]
+    if max_per_user is not None:
+        counts = np.bincount(users, minlength=user_count)
+        ends = np.cumsum(counts)[users]
+        keep = ends - np.arange(len(users)) <= max_per_user
+        users, movies = users[keep], movies[keep]
+    splits = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=user_count))])
+    return ImplicitFeedback(movies.astype(np.int32), splits.astype(np.int64))
+
+
+@dataclasses.dataclass(frozen=True)
+class LookupTables:
+    """What the model looks up besides its weights, all built before `fit` from training rows.
+
+    Attributes:
+        users, movies: the vocabularies (row k+1 is entry k; row 0 every unknown id).
+        side: the side-feature tables over them.
+        rated: each user row's rated movie rows, N(u).
+    """
+
+    users: tuple[str, ...]
+    movies: tuple[str, ...]
+    side: SideFeatures
+    rated: ImplicitFeedback
+
+    def __post_init__(self):
+        if len(self.side.user_features) != len(self.users) + 1 or len(self.side.movie_year) != len(self.movies) + 1:
+            raise ValueError("the side tables do not match the vocabularies")
+        if self.rated.user_rows != len(self.users) + 1:
+            raise ValueError(f"the rated-movie sets have {self.rated.user_rows} user rows, expected one per user + 1")
+
+
+class FactorizationModel(tfrs.models.Model):
+    """SVD++ with side features over the vocabularies of `tables` (see the module)."""
+
+    def __init__(self, tables: LookupTables, config: FactorizationConfig, mean_rating: float):
+        super().__init__()
+        self.tables = tables
+        self.config = config
+        self.user_count, self.movie_count = len(tables.users) + 1, len(tables.movies) + 1
+        self.user_lookup = tf_keras.layers.StringLookup(vocabulary=list(tables.users), mask_token=None)
+        self.movie_lookup = tf_keras.layers.StringLookup(vocabulary=list(tables.movies), mask_token=None)
+        side = tables.side
+        self.user_features = tf.constant(side.user_features)
+        self.movie_genres = tf.constant(side.movie_genres)
+        self.movie_year = tf.constant(side.movie_year)
+        self.rated_movies = _ragged(tables.rated)
+
+        dimension = config.dimension
+        self.user_embedding = self._vectors(self.user_count)
+        self.movie_embedding = self._vectors(self.movie_count)
+        self.implicit_vectors = self.add_weight(
+            name="implicit_vectors",
+            shape=(self.movie_count, dimension),
+            initializer=tf_keras.initializers.RandomNormal(stddev=config.init_stddev),
+        )
+        self.user_id_bias = _biases(self.user_count)
+        self.movie_id_bias = _biases(self.movie_count)
+        self.user_feature_embeddings = [self._vectors(size) for size in side.user_feature_sizes]
+        self.user_feature_biases = [_biases(size) for size in side.user_feature_sizes]
+        initializer = tf_keras.initializers.RandomNormal(stddev=config.init_stddev)
+        self.genre_embedding = tf_keras.layers.Dense(dimension, use_bias=False, kernel_initializer=initializer)
+        self.genre_bias = tf_keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")
+        self.year_embedding = self._vectors(YEAR_BUCKETS)
+        self.year_bias = _biases(YEAR_BUCKETS)
+        self.global_mean = self.add_weight(
+            name="global_mean", shape=(), initializer=tf_keras.initializers.Constant(mean_rating)
+        )
+        # Per-example losses, averaged over the global batch in compute_loss (see train.model).
+        self.task = tfrs.tasks.Ranking(
+            loss=tf_keras.losses.MeanSquaredError(reduction=tf_keras.losses.Reduction.NONE),
+            metrics=[tf_keras.metrics.RootMeanSquaredError()],
+        )
+        # Create every weight now rather than while `fit` traces its first step, so that a
+        # seed gives the same initial weights with or without a distribution strategy.
+        self({USER_INPUT: tf.constant([""]), ITEM_INPUT: tf.constant([""])})
+
+    def _vectors(self, rows: int) -> tf_keras.layers.Embedding:
+        initializer = tf_keras.initializers.RandomNormal(stddev=self.config.init_stddev)
+        return tf_keras.layers.Embedding(rows, self.config.dimension, embeddings_initializer=initializer)
+
+    def call(self, inputs):
+        """Unclipped predicted ratings [B] for a dict of `user_id` and `movie_title` strings."""
+        return self._terms(inputs)[0]
+
+    def compute_loss(self, features, training=False):
+        predictions, user_vectors, movie_vectors, user_bias, movie_bias = self._terms(features)
+        labels = tf.reshape(features["user_rating"], [-1, 1])
+        squared_errors = self.task(labels=labels, predictions=tf.reshape(predictions, [-1, 1]))
+        vector_norms = tf.reduce_sum(tf.square(user_vectors) + tf.square(movie_vectors), axis=1)
+        bias_norms = tf.square(user_bias) + tf.square(movie_bias)
+        per_example = squared_errors + self.config.vector_l2 * vector_norms + self.config.bias_l2 * bias_norms
+        return tf.nn.compute_average_loss(per_example)
+
+    def _terms(self, features):
+        """Predictions [B] and the composed user/movie vectors [B, d] and biases [B] of a batch."""
+        user_vectors, user_bias = self._user_terms(self.user_lookup(features[USER_INPUT]), self.rated_movies)
+        movie_vectors, movie_bias = self._movie_terms(self.movie_lookup(features[ITEM_INPUT]))
+        predictions = self.global_mean + user_bias + movie_bias + tf.reduce_sum(user_vectors * movie_vectors, axis=1)
+        return predictions, user_vectors, movie_vectors, user_bias, movie_bias
+
+    def _user_terms(self, user_rows: tf.Tensor, rated: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Composed user vectors [B, d] and biases [B] of user rows [B]."""
+        features = tf.gather(self.user_features, user_rows)
+        vectors = self.user_embedding(user_rows) + self._implicit_vectors(user_rows, rated)
+        bias = self.user_id_bias(user_rows)
+        for k, (embedding, feature_bias) in enumerate(zip(self.user_feature_embeddings, self.user_feature_biases)):
+            vectors += embedding(features[:, k])
+            bias += feature_bias(features[:, k])
+        return vectors, tf.squeeze(bias, axis=1)
+
+    def _implicit_vectors(self, user_rows: tf.Tensor, rated: tf.RaggedTensor) -> tf.Tensor:
+        """|N(u)|^-1/2 sum_{j in N(u)} Y[j] for user rows [B], computed once per distinct user.
+
+        The batch's distinct users and their rated movies form a sparse [users, movies]
+        matrix of weights |N(u)|^-1/2; one sparse-dense product with Y gives every sum.
+        Its cost grows with the batch's ratings, not the data's, and Y's gradient
+        comes out dense (no per-step de-duplication of sparse rows).
+        """
+        distinct, position = tf.unique(user_rows)
+        movies = tf.gather(rated, distinct)
+        rows = movies.value_rowids()
+        weights = tf.gather(tf.math.rsqrt(tf.maximum(tf.cast(movies.row_lengths(), tf.float32), 1.0)), rows)
+        shape = tf.cast(tf.stack([tf.size(distinct), self.movie_count]), tf.int64)
+        sets = tf.SparseTensor(tf.stack([rows, tf.cast(movies.flat_values, tf.int64)], axis=1), weights, shape)
+        return tf.gather(tf.sparse.sparse_dense_matmul(sets, self.implicit_vectors), position)
+
+    def _movie_terms(self, movie_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Composed movie vectors [B, d] and biases [B] of movie rows [B]."""
+        genres = tf.gather(self.movie_genres, movie_rows)
+        year = tf.gather(self.movie_year, movie_rows)
+        vectors = self.movie_embedding(movie_rows) + self.genre_embedding(genres) + self.year_embedding(year)
+        bias = self.movie_id_bias(movie_rows) + self.genre_bias(genres) + self.year_bias(year)
+        return vectors, tf.squeeze(bias, axis=1)
+
+    def factor_tables(self, rated: Optional[ImplicitFeedback] = None) -> FactorTables:
+        """The model as factor tables over every user and movie row (row 0: the unknown ids' terms).
+
+        Args:
+            rated: N(u) for the user vectors; None uses the training one. Later
+                ratings can move a user's vector this way without refitting.
+        """
+        user_vectors, user_bias = self._user_terms(
+            tf.range(self.user_count), self.rated_movies if rated is None else _ragged(rated)
+        )
+        movie_vectors, movie_bias = self._movie_terms(tf.range(self.movie_count))
+        return FactorTables(
+            global_mean=float(self.global_mean.numpy()),
+            user_bias=user_bias.numpy(),
+            movie_bias=movie_bias.numpy(),
+            user_vectors=user_vectors.numpy(),
+            movie_vectors=movie_vectors.numpy(),
+            users=self.tables.users,
+            movies=self.tables.movies,
+        )
+
+
+def _biases(rows: int) -> tf_keras.layers.Embedding:
+    return tf_keras.layers.Embedding(rows, 1, embeddings_initializer="zeros")
+
+
+def _ragged(rated: ImplicitFeedback) -> tf.RaggedTensor:
+    return tf.RaggedTensor.from_row_splits(tf.constant(rated.movie_rows), tf.constant(rated.row_splits), validate=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class FittedFactorization:
+    """A fitted factorisation model and how its training went."""
+
+    model: FactorizationModel
+    curve: TrainingCurve
+    fit_seconds: float
+
+
+def fit_factorization(
+    data: TrainingData,
+    tables: LookupTables,
+    config: FactorizationConfig,
+    *,
+    mean_rating: float,
+    learning_rate: float,
+    epochs: int,
+    patience: int,
+    seed: int,
+    strategy: Optional[tf.distribute.Strategy] = None,
+) -> FittedFactorization:
+    """Builds the model and fits it with Adam and the kit's early stopping.
+
+    Args:
+        data: training batches (dicts of user_id, movie_title, user_rating) and
+            the validation batches for early stopping (None: every epoch, last weights).
+        tables: the vocabularies, side tables and N(u), from the training rows
+            the model is fitted on only.
+        config: the model's settings.
+        mean_rating: the training rows' mean rating (the global mean's start).
+        learning_rate, epochs, patience, seed: Adam's rate, the maximum epochs,
+            the early-stopping patience and the seed of the initial weights.
+        strategy: a tf.distribute strategy (batches are then global batches), or None.
+
+    Returns:
+        The model with the kept epoch's weights, its curve and fit time.
+    """
+    tf_keras.utils.set_random_seed(seed)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = FactorizationModel(tables, config, mean_rating)
+        model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=learning_rate))
+    if strategy is not None:
+        model.distribute_reduction_method = "first"  # as in train.model.fit_model
+    score = None
+    if data.validation is not None:
+
+        @tf.function
+        def predict(users, movies):
+            return tf.clip_by_value(model({USER_INPUT: users, ITEM_INPUT: movies}), MIN_RATING, MAX_RATING)
+
+        def score() -> float:
+            return dataset_rmse(predict, data.validation)
+
+    started = time.perf_counter()
+    curve = fit_with_early_stopping(
+        model,
+        data.batches,
+        epochs=epochs,
+        steps_per_epoch=data.steps_per_epoch,
+        score=score,
+        patience=patience,
+        name="matrix factorisation",
+    )
+    return FittedFactorization(model, curve, time.perf_counter() - started)
