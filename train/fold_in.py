@@ -23,6 +23,9 @@ from train.errors import TrainError
 
 logger = logging.getLogger(__name__)
 
+# The penalties exported when there are no validation rows to choose on (validation_fraction 0):
+# about 3 to 5 for both did well in a holdout experiment on MovieLens 100K.
+DEFAULT_RIDGE = 4.0
 # History lengths tried for every validation user (None: all of their fit rows).
 HISTORY_LENGTHS = (1, 3, 5, 10, 20, 50, None)
 # The grid of (vector ridge, bias ridge) pairs.
@@ -72,9 +75,13 @@ class FoldInChoice:
             "chosen_on": "validation rows: each validation user's fit rows folded in as their history",
             "validation_rmse": self.validation_rmse,
             "validation_rmse_by_history": {
-                _length_name(f.length): {"users": f.users, "rows": f.rows, "rmse": f.rmse} for f in self.by_history
+                _length_name(f.length): {"users": f.users, "rows": f.rows, "rmse": round(f.rmse, 5)} for f in self.by_history
             },
-            "grid": [{"vector_ridge": v, "bias_ridge": b, "validation_rmse": r} for v, b, r in self.grid],
+            "grid": {
+                "vector_ridges": list(VECTOR_RIDGES),
+                "bias_ridges": list(BIAS_RIDGES),
+                "validation_rmse": [[round(r, 5) for v, b, r in self.grid if v == vector] for vector in VECTOR_RIDGES],
+            },
         }
 
 

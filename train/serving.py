@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -31,53 +31,10 @@ import train._tensorflow  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
 from device_runtime import contract
+from train.factor_tables import FactorTables
 
 _MIN = contract.MIN_RATING
 _MAX = contract.MAX_RATING
-
-
-@dataclasses.dataclass(frozen=True)
-class FactorTables:
-    """A factor model as tables; row 0 of each is the out-of-vocabulary row (all zeros).
-
-    Attributes:
-        global_mean: the score's constant term.
-        user_bias, movie_bias: float32 [n_users + 1], [n_movies + 1].
-        user_vectors, movie_vectors: float32 [n_users + 1, D], [n_movies + 1, D].
-        users, movies: the vocabularies; row k + 1 belongs to entry k.
-    """
-
-    global_mean: float
-    user_bias: np.ndarray
-    movie_bias: np.ndarray
-    user_vectors: np.ndarray
-    movie_vectors: np.ndarray
-    users: tuple[str, ...]
-    movies: tuple[str, ...]
-
-    def __post_init__(self):
-        n_users, n_movies = len(self.users) + 1, len(self.movies) + 1
-        shapes = {
-            "user_bias": (self.user_bias.shape, (n_users,)),
-            "movie_bias": (self.movie_bias.shape, (n_movies,)),
-            "user_vectors": (self.user_vectors.shape[:1], (n_users,)),
-            "movie_vectors": (self.movie_vectors.shape[:1], (n_movies,)),
-        }
-        for name, (found, wanted) in shapes.items():
-            if tuple(found) != wanted:
-                raise ValueError(f"{name} has {tuple(found)} rows, expected {wanted} (vocabulary + the unknown row)")
-        if self.user_vectors.shape[1] != self.movie_vectors.shape[1]:
-            raise ValueError("user and movie vectors differ in dimension")
-
-    @property
-    def dimension(self) -> int:
-        return int(self.movie_vectors.shape[1])
-
-    def scores(self, user_rows: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
-        """The model's scores in numpy (float64), for checks independent of TensorFlow."""
-        dot = np.sum(self.user_vectors[user_rows].astype(np.float64) * self.movie_vectors[movie_rows], axis=1)
-        raw = self.global_mean + self.user_bias[user_rows] + self.movie_bias[movie_rows] + dot
-        return np.clip(raw, _MIN, _MAX)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +94,7 @@ class FactorServing(tf.Module):
 
     def __init__(self, tables: FactorTables, fold_in: FoldIn):
         super().__init__()
-        self.dimension = tables.dimension
+        self.dimension = tables.rank
         self.catalog = len(tables.movies)
         self.user_table_rows = len(tables.users) + 1
         self.global_mean = tf.constant(tables.global_mean, tf.float32)
@@ -282,6 +239,13 @@ class TowerServing(tf.Module):
         self.user_table_rows = int(user_embedding.input_dim)
         self.movie_table_rows = int(movie_embedding.input_dim)
 
+    @classmethod
+    def from_tower(cls, tower) -> "TowerServing":
+        """Serves a fitted `train.model.RankingModel` (each embedding a Keras Sequential of lookup and Embedding)."""
+        user_lookup, user_embedding = tower.user_embeddings.layers
+        movie_lookup, movie_embedding = tower.movie_embeddings.layers
+        return cls(user_lookup, user_embedding, movie_lookup, movie_embedding, tower.ratings)
+
     def signatures(self) -> dict:
         """Signature key -> concrete function, for `tf.saved_model.save`."""
         return {contract.STRINGS: self.score_strings, contract.SCORE_ROWS: self.score_rows, contract.TOP_K: self.top_k}
@@ -317,3 +281,8 @@ class TowerServing(tf.Module):
 def export_saved_model(module, path: Path) -> None:
     """Saves a `FactorServing` or `TowerServing` with every signature it answers."""
     tf.saved_model.save(module, str(path), signatures=module.signatures())
+
+
+def strings_scorer(module) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """`score(user_ids, movie_titles) -> numpy [N]` through a module's strings signature (for training's figures)."""
+    return lambda users, movies: module.score_strings(tf.constant(users), tf.constant(movies))[contract.RATING].numpy()

@@ -66,7 +66,5 @@ def tower_saved_model(path: Path, rows: int = 2000) -> Path:
     config = dataclasses.replace(preset_config("tutorial", epochs=1), batch_size=256)
     data = in_memory_training_data(train_rows.take(np.arange(rows)), config)
     tower = fit_model(data, list(ratings.unique_users()), list(ratings.unique_movies()), config).model.ranking_model
-    user_lookup, user_embedding = tower.user_embeddings.layers
-    movie_lookup, movie_embedding = tower.movie_embeddings.layers
-    export_saved_model(TowerServing(user_lookup, user_embedding, movie_lookup, movie_embedding, tower.ratings), Path(path))
+    export_saved_model(TowerServing.from_tower(tower), Path(path))
     return Path(path)

@@ -26,9 +26,9 @@ def ridge_state(tables, titles, ratings):
     """The fold-in by hand: ridge regression of the ratings on [movie vector, 1], unknown titles left out."""
     index = {title: row for row, title in enumerate(tables.movies, start=1)}
     known = [(index[t], r) for t, r in zip(titles, ratings) if t in index]
-    design = np.array([[*tables.movie_vectors[row], 1.0] for row, _ in known], np.float64).reshape(-1, tables.dimension + 1)
+    design = np.array([[*tables.movie_vectors[row], 1.0] for row, _ in known], np.float64).reshape(-1, tables.rank + 1)
     target = np.array([r - tables.global_mean - tables.movie_bias[row] for row, r in known], np.float64)
-    solution = np.linalg.solve(design.T @ design + RIDGE * np.eye(tables.dimension + 1), design.T @ target)
+    solution = np.linalg.solve(design.T @ design + RIDGE * np.eye(tables.rank + 1), design.T @ target)
     return solution[:-1], solution[-1]
 
 
@@ -41,7 +41,7 @@ class TestManifest:
     def test_lists_every_signature_and_the_state_dimension(self, factor, factor_tables):
         manifest = read_manifest(read_flatbuffer(factor.tflite_path.read_bytes()))
         assert manifest.signatures == contract.FACTOR_SIGNATURES
-        assert manifest.state_dimension == factor_tables.dimension == 8
+        assert manifest.state_dimension == factor_tables.rank == 8
         assert manifest.movies == factor_tables.movies and manifest.users == factor_tables.users
         assert factor.signature_keys == contract.FACTOR_SIGNATURES and factor.state_dimension == 8
 
@@ -53,13 +53,13 @@ class TestIndexSpace:
         every_movie = np.arange(1, len(factor_tables.movies) + 1, dtype=np.int32)
         for user in self.USERS:
             found = litert_signature(factor.tflite_path, contract.SCORE_ROWS, user_row=rows(user), item_rows=every_movie)
-            expected = factor_tables.scores(np.full(len(every_movie), user), every_movie)
+            expected = factor_tables.ratings(np.full(len(every_movie), user), every_movie)
             np.testing.assert_allclose(found[contract.RATING], expected, rtol=0, atol=2e-6)
 
     def test_top_k_is_numpys_stable_ranking(self, factor, factor_tables):
         every_movie = np.arange(1, len(factor_tables.movies) + 1)
         for user in self.USERS:
-            scores = factor_tables.scores(np.full(len(every_movie), user), every_movie).astype(np.float32)
+            scores = factor_tables.ratings(np.full(len(every_movie), user), every_movie).astype(np.float32)
             best = np.argsort(-scores, kind="stable")[:10] + 1
             found = litert_signature(factor.tflite_path, contract.TOP_K, user_row=rows(user), k=rows(10))
             np.testing.assert_array_equal(found[contract.ITEM_ROWS], best)
@@ -70,7 +70,7 @@ class TestIndexSpace:
         found = litert_signature(
             factor.tflite_path, contract.SCORE_ROWS, user_row=rows(-4), item_rows=rows(-1, 0, catalog + 1, 10**6, 5)
         )
-        unknown = factor_tables.scores(np.zeros(5, int), np.array([0, 0, 0, 0, 5]))
+        unknown = factor_tables.ratings(np.zeros(5, int), np.array([0, 0, 0, 0, 5]))
         np.testing.assert_allclose(found[contract.RATING], unknown, atol=2e-6)
 
     @pytest.mark.parametrize("k, count", [(0, 1), (-3, 1), (1, 1), (10**6, 1664)])
@@ -111,7 +111,7 @@ class TestPersonalized:
         np.testing.assert_array_equal(scored[contract.RATING], unknown_user[contract.RATING])
 
     def test_the_state_signatures_score_a_given_state(self, factor, factor_tables):
-        vector = np.linspace(-0.5, 0.5, factor_tables.dimension).astype(np.float32)
+        vector = np.linspace(-0.5, 0.5, factor_tables.rank).astype(np.float32)
         state = {"user_vector": vector, "user_bias": np.array([0.25], np.float32)}
         every_movie = np.arange(1, len(factor_tables.movies) + 1, dtype=np.int32)
         scored = litert_signature(factor.tflite_path, contract.SCORE_ROWS_FOR_STATE, **state, item_rows=every_movie)
@@ -139,7 +139,7 @@ class TestReport:
         every_movie = np.arange(1, len(factor_tables.movies) + 1)
         for user in chosen:
             row = factor_tables.users.index(user) + 1
-            scores = factor_tables.scores(np.full(len(every_movie), row), every_movie).astype(np.float32)
+            scores = factor_tables.ratings(np.full(len(every_movie), row), every_movie).astype(np.float32)
             found = litert_signature(factor.tflite_path, contract.TOP_K, user_row=rows(row), k=rows(10))
             np.testing.assert_array_equal(found[contract.ITEM_ROWS], np.argsort(-scores, kind="stable")[:10] + 1)
 
@@ -161,7 +161,7 @@ class TestReport:
 
     def test_the_saved_model_agrees_with_the_tables_too(self, factor_saved_model, factor_tables):
         found = saved_model_signature(factor_saved_model, contract.SCORE_ROWS, user_row=rows(5), item_rows=rows(1, 2, 3))
-        np.testing.assert_allclose(found[contract.RATING], factor_tables.scores(np.full(3, 5), np.arange(1, 4)), atol=2e-6)
+        np.testing.assert_allclose(found[contract.RATING], factor_tables.ratings(np.full(3, 5), np.arange(1, 4)), atol=2e-6)
 
     def test_check_parity_rechecks_every_signature(self, factor, factor_saved_model):
         strict = ConversionConfig(tolerances=Tolerances(max_abs_diff=1e-12), ranking_users=6)

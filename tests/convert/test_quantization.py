@@ -152,9 +152,9 @@ class TestWeightOnlyInt8SharedTables:
         )
         every_movie = np.arange(1, len(tables.movies) + 1, dtype=np.int32)
         scored = litert_signature(quantized.tflite_path, "score_rows", user_row=rows(9), item_rows=every_movie)
-        np.testing.assert_allclose(scored["rating"], tables.scores(np.full(len(every_movie), 9), every_movie), atol=3e-6)
+        np.testing.assert_allclose(scored["rating"], tables.ratings(np.full(len(every_movie), 9), every_movie), atol=3e-6)
         best = litert_signature(quantized.tflite_path, "top_k", user_row=rows(9), k=rows(5))
-        np.testing.assert_allclose(best["rating"], np.sort(tables.scores(np.full(len(every_movie), 9), every_movie))[::-1][:5], atol=3e-6)
+        np.testing.assert_allclose(best["rating"], np.sort(tables.ratings(np.full(len(every_movie), 9), every_movie))[::-1][:5], atol=3e-6)
 
     def test_smaller_than_float32_and_loads_everywhere(self, quantized, factor_float32, device_pythons):
         assert quantized.size_bytes < factor_float32.size_bytes
