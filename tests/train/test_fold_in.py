@@ -127,3 +127,51 @@ def test_no_validation_user_is_a_clear_error():
     nobody = Rows(np.array(["stranger"]), validation.movie_title[:1], validation.user_rating[:1])
     with pytest.raises(TrainError, match="no known user has both fit and validation rows"):
         choose_fold_in(table, fit, nobody, seed=5)
+
+
+@pytest.mark.tensorflow
+def test_the_default_preset_exports_the_fold_in_chosen_on_validation_rows(tmp_path, monkeypatch):
+    """A tiny blend through the pipeline: the penalties come from validation rows only, and the exported graph folds in
+    with them exactly as numpy does."""
+    import json
+
+    import tensorflow as tf
+
+    from device_runtime import contract
+    from tests.train.test_blend import _tiny_config
+    from train import fold_in
+    from train.data import load_ratings, split_ratings
+    from train.pipeline import train_and_export
+
+    seen = []
+    original = fold_in.choose_fold_in
+
+    def recording(tables, fit_rows, validation_rows, seed):
+        seen.append((tables, fit_rows, validation_rows))
+        return original(tables, fit_rows, validation_rows, seed)
+
+    monkeypatch.setattr(fold_in, "choose_fold_in", recording)
+    train_and_export(_tiny_config(), tmp_path / "model", max_train_rows=2000)
+
+    ((tables, fit_rows, validation_rows),) = seen
+    train_rows, test_rows = split_ratings(load_ratings())
+    key = lambda rows: set(zip(rows.user_id, rows.movie_title, rows.timestamp))
+    assert key(validation_rows) and key(validation_rows) <= key(train_rows.take(np.arange(2000)))
+    assert not key(validation_rows) & key(test_rows) and not key(validation_rows) & key(fit_rows)
+
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    record = metrics["fold_in"]
+    assert record["chosen_on"].startswith("validation rows")
+    assert set(record["validation_rmse_by_history"]) == {"0", "1", "3", "5", "10", "20", "50", "all"}
+    grid = np.array(record["grid"]["validation_rmse"])
+    best = np.unravel_index(np.argmin(grid), grid.shape)
+    assert (record["vector_ridge"], record["bias_ridge"]) == (VECTOR_RIDGES[best[0]], BIAS_RIDGES[best[1]])
+
+    loaded = tf.saved_model.load(str(tmp_path / "model" / "saved_model"))
+    assert set(loaded.signatures) == set(contract.FACTOR_SIGNATURES)
+    titles = [tables.movies[i] for i in (4, 40, 400, 900)]
+    ratings = np.array([5.0, 1.0, 4.0, 2.0], np.float32)
+    state = loaded.signatures[contract.USER_STATE](history_titles=tf.constant(titles), history_ratings=tf.constant(ratings))
+    vector, bias = fold_in_state(tables, np.array([5, 41, 401, 901]), ratings, record["vector_ridge"], record["bias_ridge"])
+    np.testing.assert_allclose(state[contract.USER_VECTOR].numpy(), vector, atol=1e-4)
+    np.testing.assert_allclose(state[contract.USER_BIAS].numpy(), [bias], atol=1e-4)
