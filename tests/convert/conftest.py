@@ -71,14 +71,6 @@ def factor_saved_model(tmp_path_factory, factor_tables) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tower_saved_model(tmp_path_factory) -> Path:
-    """`train.serving.TowerServing` of a tutorial tower fitted in seconds: strings and index space."""
-    from tests.convert.serving_models import tower_saved_model
-
-    return tower_saved_model(tmp_path_factory.mktemp("tower") / "saved_model")
-
-
-@pytest.fixture(scope="session")
 def factor_float32(conversions, factor_saved_model, device_pythons):
     """The factor family converted to float32, for LiteRT with XNNPACK and tflite-runtime 2.14."""
     result = conversions.get(

@@ -34,7 +34,7 @@ def litert_scores(model_path: Path, users, items, user_input="user_id", item_inp
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    runner = Interpreter(model_path=str(model_path), experimental_op_resolver_type=resolver).get_signature_runner()
+    runner = Interpreter(model_path=str(model_path), experimental_op_resolver_type=resolver).get_signature_runner("serving_default")
     outputs = runner(
         **{
             user_input: np.array([u.encode("utf-8") for u in users], dtype=object),

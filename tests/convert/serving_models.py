@@ -1,14 +1,13 @@
-"""SavedModels of both served families, small and seeded, built with `train.serving` as training exports them.
+"""A factor-family SavedModel, small and seeded, built with `train.serving` as training exports the default preset.
 
 `factor_saved_model` serves random `FactorTables` over the real MovieLens 100K
-vocabularies (so the offline parity data matches them); `tower_saved_model`
-serves the tutorial's tower trained for one epoch on 2,000 rows. Each needs
-TensorFlow: call them only from tests marked `@pytest.mark.tensorflow`.
+vocabularies (so the offline parity data matches them) without minutes of
+training. (The tower family is the tiny tutorial export, `tests.factories`.)
+Needs TensorFlow: call it only from tests marked `@pytest.mark.tensorflow`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -51,20 +50,4 @@ def factor_saved_model(path: Path, tables=None, ridge: float = RIDGE) -> Path:
     from train.serving import FactorServing, FoldIn, export_saved_model
 
     export_saved_model(FactorServing(tables or factor_tables(), FoldIn(ridge, ridge)), Path(path))
-    return Path(path)
-
-
-def tower_saved_model(path: Path, rows: int = 2000) -> Path:
-    """Exports `TowerServing` (strings and index space) of the tutorial's tower fitted on `rows` training rows."""
-    from train.config import preset_config
-    from train.data import load_ratings, split_ratings
-    from train.model import fit_model, in_memory_training_data
-    from train.serving import TowerServing, export_saved_model
-
-    ratings = load_ratings()
-    train_rows, _ = split_ratings(ratings)
-    config = dataclasses.replace(preset_config("tutorial", epochs=1), batch_size=256)
-    data = in_memory_training_data(train_rows.take(np.arange(rows)), config)
-    tower = fit_model(data, list(ratings.unique_users()), list(ratings.unique_movies()), config).model.ranking_model
-    export_saved_model(TowerServing.from_tower(tower), Path(path))
     return Path(path)

@@ -1,4 +1,5 @@
-"""The tower family (`TowerServing`: strings and index space), converted once and checked against the SavedModel."""
+"""The tower family (`TowerServing`: strings and index space), as `python -m train` exports the tutorial preset,
+converted once and checked against the SavedModel."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ import pytest
 from device_runtime import contract
 from device_runtime.flatbuffer import read_flatbuffer
 from device_runtime.manifest import read_manifest
-from tests.convert.conftest import FEW_RANKING_USERS
 from tests.convert.scoring import buffers_and_readers, litert_signature, rows, saved_model_scores, saved_model_signature
 
 pytestmark = pytest.mark.tensorflow
 
 
 @pytest.fixture(scope="module")
-def tower(conversions, tower_saved_model):
-    result = conversions.get("tower-float32", saved_model=tower_saved_model, ranking_users=FEW_RANKING_USERS)
-    assert result.accepted, getattr(result, "failures", result)
-    return result
+def tower(conversions):
+    return conversions.get("float32")  # the tiny tutorial export, as every test of the strings signature converts it
+
+
+@pytest.fixture(scope="module")
+def tower_saved_model(tiny_export):
+    return tiny_export / "saved_model"
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,7 @@ def movies(tower):
 
 
 def test_strings_and_index_space_only(tower):
+    assert tower.accepted, getattr(tower, "failures", tower)
     manifest = read_manifest(read_flatbuffer(tower.tflite_path.read_bytes()))
     assert manifest.signatures == contract.TOWER_SIGNATURES and manifest.state_dimension is None
     assert tuple(tower.signature_parity) == contract.TOWER_SIGNATURES
