@@ -97,9 +97,14 @@ class FactorServing(tf.Module):
         self.dimension = tables.rank
         self.catalog = len(tables.movies)
         self.user_table_rows = len(tables.users) + 1
-        self.global_mean = tf.constant(tables.global_mean, tf.float32)
+        # A float16 file rounds every constant: a global mean near 3.5 by up to 1e-3, the same shift for every score.
+        # The mean is served as its nearest float16 value and the rest moved into the movie biases, which float16
+        # rounds far more finely; every score adds exactly one movie bias (row 0, the unknown movie, included), so
+        # the scores are the tables' own.
+        mean = float(np.float16(tables.global_mean))
+        self.global_mean = tf.constant(mean, tf.float32)
         self.user_bias = tf.constant(tables.user_bias, tf.float32)
-        self.movie_bias = tf.constant(tables.movie_bias, tf.float32)
+        self.movie_bias = tf.constant(tables.movie_bias + np.float32(tables.global_mean - mean), tf.float32)
         self.user_vectors = tf.constant(tables.user_vectors, tf.float32)
         self.movie_vectors = tf.constant(tables.movie_vectors, tf.float32)
         self.ridge = tf.constant([fold_in.vector_ridge] * self.dimension + [fold_in.bias_ridge], tf.float32)
