@@ -162,7 +162,9 @@ def convert_saved_model(saved_model: Path, output: Path, config: Optional[Conver
     with tempfile.TemporaryDirectory(prefix="convert-") as work:
         plain_path = Path(work) / "plain.tflite"
         plain_path.write_bytes(flatbuffer)
-        _check_same_signatures(signatures, flatbuffer_signatures(plain_path, config.signature_key, config.user_input, config.item_input))
+        _check_same_signatures(
+            signatures, flatbuffer_signatures(plain_path, config.signature_key, config.user_input, config.item_input)
+        )
 
         manifest = _manifest(config, reference)
         final = embed_manifest(flatbuffer, manifest)
@@ -244,7 +246,8 @@ def check_parity(
         raise InputError(f"{tflite_model} does not exist; pass a .tflite written by `python -m convert`")
     reference = _load_reference(Path(saved_model), config)
     _check_same_signatures(
-        reference.signatures, flatbuffer_signatures(tflite_model, config.signature_key, config.user_input, config.item_input)
+        reference.signatures,
+        flatbuffer_signatures(tflite_model, config.signature_key, config.user_input, config.item_input),
     )
     runtimes = _run_everywhere(reference, tflite_model, ())
     figures = _measure(reference, tflite_model, runtimes, config.ranking_users)
@@ -264,7 +267,9 @@ def check_parity(
 
 
 def _parity_failures(figures: dict[str, SignatureFigures], tolerances) -> list[CheckFailure]:
-    return [failure for key, found in figures.items() for failure in parity.failed_checks(found.to_dict(), tolerances, key)]
+    return [
+        failure for key, found in figures.items() for failure in parity.failed_checks(found.to_dict(), tolerances, key)
+    ]
 
 
 # --- inputs ------------------------------------------------------------------
@@ -288,7 +293,14 @@ def _load_reference(saved_model: Path, config: ConversionConfig) -> _Reference:
     vocabularies = _vocabularies(export_dir, scorer, config.parity_data)
     coverage = _check_coverage(data, vocabularies)
     return _Reference(
-        saved_model_dir, export_dir, signatures, scorer, SavedModelSignatures(loaded, signatures), data, vocabularies, coverage
+        saved_model_dir,
+        export_dir,
+        signatures,
+        scorer,
+        SavedModelSignatures(loaded, signatures),
+        data,
+        vocabularies,
+        coverage,
     )
 
 
@@ -314,7 +326,9 @@ def check_output_path(output: Path) -> Path:
     """
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
-        raise InputError(f"the folder of --out {output} does not exist ({parent}); create it first or choose another path")
+        raise InputError(
+            f"the folder of --out {output} does not exist ({parent}); create it first or choose another path"
+        )
     if output.is_dir():
         raise InputError(f"--out {output} is a folder; give a file path such as {output / 'model.tflite'}")
     return output
@@ -324,7 +338,9 @@ def _check_runtime_pythons(pythons: Sequence[str]) -> None:
     for python in pythons:
         path = Path(python)
         if not path.is_file() or not os.access(path, os.X_OK):
-            raise InputError(f"--runtime-python {python} is not an executable file; give the path of a python in a venv")
+            raise InputError(
+                f"--runtime-python {python} is not an executable file; give the path of a python in a venv"
+            )
 
 
 def _export_folder(saved_model_dir: Path) -> Optional[Path]:
@@ -363,9 +379,15 @@ def load_parity_data(source: Optional[str]) -> _ParityData:
     )
 
 
-def _vocabularies(export_dir: Optional[Path], reference: SavedModelScorer, parity_source: Optional[str]) -> _Vocabularies:
+def _vocabularies(
+    export_dir: Optional[Path], reference: SavedModelScorer, parity_source: Optional[str]
+) -> _Vocabularies:
     tables = vocabularies_from_tables(reference)
-    if export_dir is not None and (export_dir / artifacts.USERS_VOCAB).is_file() and (export_dir / artifacts.MOVIES_VOCAB).is_file():
+    if (
+        export_dir is not None
+        and (export_dir / artifacts.USERS_VOCAB).is_file()
+        and (export_dir / artifacts.MOVIES_VOCAB).is_file()
+    ):
         users = artifacts.read_vocabulary(export_dir / artifacts.USERS_VOCAB)
         movies = artifacts.read_vocabulary(export_dir / artifacts.MOVIES_VOCAB)
         if tables is not None and (set(tables[0]) != set(users) or set(tables[1]) != set(movies)):
@@ -385,7 +407,9 @@ def _vocabularies(export_dir: Optional[Path], reference: SavedModelScorer, parit
     except TrainError as error:
         raise ParityDataError(f"parity data: {error}") from None
     return _Vocabularies(
-        [str(u) for u in ratings.unique_users()], [str(m) for m in ratings.unique_movies()], "parity data (all ids in the ratings)"
+        [str(u) for u in ratings.unique_users()],
+        [str(m) for m in ratings.unique_movies()],
+        "parity data (all ids in the ratings)",
     )
 
 
@@ -435,9 +459,13 @@ def _manifest(config: ConversionConfig, reference: _Reference) -> Manifest:
         try:
             metrics = json.loads((export_dir / artifacts.METRICS_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
-            raise InputError(f"{export_dir / artifacts.METRICS_FILE} is not readable JSON ({error}); train again") from None
+            raise InputError(
+                f"{export_dir / artifacts.METRICS_FILE} is not readable JSON ({error}); train again"
+            ) from None
     name = config.model_name or (
-        f"movielens-ranking-{metrics['preset']}" if metrics.get("preset") else (export_dir or reference.saved_model_dir).name
+        f"movielens-ranking-{metrics['preset']}"
+        if metrics.get("preset")
+        else (export_dir or reference.saved_model_dir).name
     )
     return Manifest.create(
         users=vocabularies.users,
@@ -482,7 +510,10 @@ def _run_everywhere(reference: _Reference, model_path: Path, pythons: Sequence[s
         history = {contract.HISTORY_TITLES: titles, contract.HISTORY_RATINGS: ratings}
         calls[contract.SCORE_HISTORY] = {**history, contract.MOVIE_TITLE: movies}
         calls[contract.USER_STATE] = history
-        state = {name: np.asarray(value, np.float32).reshape(-1) for name, value in reference.functions(contract.USER_STATE, **history).items()}
+        state = {
+            name: np.asarray(value, np.float32).reshape(-1)
+            for name, value in reference.functions(contract.USER_STATE, **history).items()
+        }
         calls[contract.SCORE_ROWS_FOR_STATE] = {**state, contract.ITEM_ROWS: all_rows}
         calls[contract.TOP_K_FOR_STATE] = {**state, contract.K: k}
     for key, inputs in calls.items():
@@ -501,11 +532,15 @@ def _measure(reference: _Reference, model_path: Path, runtimes, ranking_users: i
 
     chosen = _ranked_users(data, vocabularies, ranking_users)
     movies = np.asarray(vocabularies.movies, dtype=object)
-    reference_matrix = reference.scorer(np.repeat(chosen, len(movies)), np.tile(movies, len(chosen))).reshape(len(chosen), len(movies))
+    reference_matrix = reference.scorer(np.repeat(chosen, len(movies)), np.tile(movies, len(chosen))).reshape(
+        len(chosen), len(movies)
+    )
     candidate_matrix = np.stack([candidate(np.full(len(movies), user, dtype=object), movies) for user in chosen])
     ranking = parity.ranking_figures(reference_matrix, candidate_matrix)
     figures: dict[str, SignatureFigures] = {
-        signatures.strings.signature_key: ParityFigures(coverage=reference.coverage, interpreter=label, **pair, **ranking)
+        signatures.strings.signature_key: ParityFigures(
+            coverage=reference.coverage, interpreter=label, **pair, **ranking
+        )
     }
     if len(signatures.keys) > 1:
         context = ParityContext(
@@ -519,7 +554,13 @@ def _measure(reference: _Reference, model_path: Path, runtimes, ranking_users: i
         strings_pairs = (data.users, data.movies, data.ratings, reference_pairs)
         figures.update(
             measure_signatures(
-                signatures, reference.functions, TfliteSignatures(interpreter), users, context, strings_pairs, reference_matrix
+                signatures,
+                reference.functions,
+                TfliteSignatures(interpreter),
+                users,
+                context,
+                strings_pairs,
+                reference_matrix,
             )
         )
     return figures

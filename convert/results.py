@@ -173,7 +173,9 @@ class RuntimeCheck:
 
     @property
     def runs(self) -> bool:
-        return any(run is not None and run.runs for run in (self.with_default_delegates, self.without_default_delegates))
+        return any(
+            run is not None and run.runs for run in (self.with_default_delegates, self.without_default_delegates)
+        )
 
     @property
     def label(self) -> str:

@@ -117,7 +117,9 @@ def _probe_package(package, model_path, calls) -> dict:
 
 def encode_strings(values: Sequence[str]) -> np.ndarray:
     """UTF-8 bytes for a string input tensor (numpy's bytes_ would encode as ASCII)."""
-    return np.array([value.encode("utf-8") if isinstance(value, str) else bytes(value) for value in values], dtype=object)
+    return np.array(
+        [value.encode("utf-8") if isinstance(value, str) else bytes(value) for value in values], dtype=object
+    )
 
 
 def _timed_call(interpreter, key: str, encoded: Mapping[str, dict]) -> dict:
@@ -159,7 +161,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("usage: python -m convert.runtime_probe REQUEST.json", file=sys.stderr)
         return 2
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    backends = [Backend(name) for name in request.get("backends", [b.value for b in (Backend.LITERT, Backend.TFLITE_RUNTIME)])]
+    backends = [
+        Backend(name) for name in request.get("backends", [b.value for b in (Backend.LITERT, Backend.TFLITE_RUNTIME)])
+    ]
     results = probe_backends(request["model_path"], request["calls"], backends)
     json.dump(results, sys.stdout)
     return 0

@@ -64,7 +64,10 @@ def run_everywhere(
         if key in seen:
             continue
         seen.add(key)
-        runs = {name: _delegate_run(entry.get(name), expected) for name in ("with_default_delegates", "without_default_delegates")}
+        runs = {
+            name: _delegate_run(entry.get(name), expected)
+            for name in ("with_default_delegates", "without_default_delegates")
+        }
         checks.append(
             RuntimeCheck(
                 runtime=entry["runtime"],
@@ -132,7 +135,11 @@ def probe_in(python: str, model_path: Path, calls: Mapping[str, dict]) -> list[d
             check=False,
         )
         if completed.returncode != 0:
-            raise ValueError(completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else f"exit {completed.returncode}")
+            raise ValueError(
+                completed.stderr.strip().splitlines()[-1]
+                if completed.stderr.strip()
+                else f"exit {completed.returncode}"
+            )
         return json.loads(completed.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired) as error:
         raise InputError(
@@ -159,7 +166,7 @@ class TfliteScorer:
 
 
 def parity_interpreter(model_path: Path, mapping: SignatureMapping, runtimes: Sequence[RuntimeCheck]):
-    """Opens the preferred runtime that ran the file in this Python (default delegates if every signature ran with them).
+    """Opens the preferred runtime that ran the file in this Python (default delegates if all signatures ran with them).
 
     Returns:
         (the strings signature's scorer, the interpreter, a label naming the runtime and its delegates).
@@ -183,7 +190,12 @@ def parity_interpreter(model_path: Path, mapping: SignatureMapping, runtimes: Se
         for c in runtimes
     )
     raise TargetError(
-        [CheckFailure(check="runtime", message=f"no installed runtime could run the converted file ({reasons or 'none installed'})")]
+        [
+            CheckFailure(
+                check="runtime",
+                message=f"no installed runtime could run the converted file ({reasons or 'none installed'})",
+            )
+        ]
     )
 
 
@@ -191,7 +203,10 @@ def runtime_disagreements(runtimes: Sequence[RuntimeCheck]) -> list[CheckFailure
     """Runs whose scores differ from the SavedModel's by more than `RUNTIME_MAX_ABS_DIFF`."""
     failures = []
     for check in runtimes:
-        for label, run in (("default delegates", check.with_default_delegates), ("builtin kernels", check.without_default_delegates)):
+        for label, run in (
+            ("default delegates", check.with_default_delegates),
+            ("builtin kernels", check.without_default_delegates),
+        ):
             if run is None:
                 continue
             for key, call in run.signatures.items():
@@ -199,8 +214,9 @@ def runtime_disagreements(runtimes: Sequence[RuntimeCheck]) -> list[CheckFailure
                     failures.append(
                         CheckFailure(
                             check=f"runtime.{check.runtime}.{key}",
-                            message=f"{check.label} with {label} differs from the SavedModel by {call.max_abs_diff:.3g} "
-                            f"on {key} (must be <= {RUNTIME_MAX_ABS_DIFF:g}): it computes something else; do not ship to it",
+                            message=f"{check.label} with {label} differs from the SavedModel by "
+                            f"{call.max_abs_diff:.3g} on {key} (must be <= {RUNTIME_MAX_ABS_DIFF:g}): it computes "
+                            "something else; do not ship to it",
                             figure=call.max_abs_diff,
                             bound=RUNTIME_MAX_ABS_DIFF,
                         )

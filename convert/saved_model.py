@@ -78,7 +78,9 @@ def signature_specs(loaded: Any) -> dict[str, dict[str, list[TensorSpec]]]:
         if isinstance(outputs_structure, Mapping):
             outputs = [_tensor_spec(name, spec) for name, spec in sorted(outputs_structure.items())]
         else:
-            outputs = [_tensor_spec(getattr(spec, "name", f"output_{i}"), spec) for i, spec in enumerate(outputs_structure)]
+            outputs = [
+                _tensor_spec(getattr(spec, "name", f"output_{i}"), spec) for i, spec in enumerate(outputs_structure)
+            ]
         signatures[key] = {"inputs": inputs, "outputs": outputs}
     return signatures
 

@@ -162,7 +162,9 @@ def measure_signatures(
     if contract.SCORE_ROWS in signatures.keys:
         figures[contract.SCORE_ROWS] = _score_rows(candidate, users, context, strings_pairs, strings_matrix)
         user_inputs = [{contract.USER_ROW: np.array([row], np.int32)} for row in users.rows]
-        figures[contract.TOP_K] = top_k_figures(contract.TOP_K, reference, candidate, user_inputs, strings_matrix, context)
+        figures[contract.TOP_K] = top_k_figures(
+            contract.TOP_K, reference, candidate, user_inputs, strings_matrix, context
+        )
     if signatures.personalized:
         figures.update(_personalized(reference, candidate, users, context))
     return figures
@@ -177,7 +179,10 @@ def _score_rows(candidate, users: ParityUsers, context: ParityContext, strings_p
         scores[indices] = _rating(candidate(contract.SCORE_ROWS, user_row=user_row, item_rows=item_rows))
     all_rows = _all_rows(context)
     matrix = np.stack(
-        [_rating(candidate(contract.SCORE_ROWS, user_row=np.array([row], np.int32), item_rows=all_rows)) for row in users.rows]
+        [
+            _rating(candidate(contract.SCORE_ROWS, user_row=np.array([row], np.int32), item_rows=all_rows))
+            for row in users.rows
+        ]
     )
     return _figures(reference_scores, scores, ratings, strings_matrix, matrix, context)
 
@@ -191,7 +196,11 @@ def _all_rows(context: ParityContext) -> np.ndarray:
 
 
 def top_k_figures(
-    key: str, reference: SignatureCall, candidate: SignatureCall, inputs: Sequence[dict], reference_scores: np.ndarray,
+    key: str,
+    reference: SignatureCall,
+    candidate: SignatureCall,
+    inputs: Sequence[dict],
+    reference_scores: np.ndarray,
     context: ParityContext,
 ) -> TopKFigures:
     """Compares a top-k signature's answers, k = 10 and 100, for each user.
@@ -259,8 +268,12 @@ def _personalized(reference, candidate, users: ParityUsers, context: ParityConte
             sides[side][1].append(scores[catalog:])
     figures = {
         contract.SCORE_HISTORY: _figures(
-            np.concatenate(sides["reference"][1]), np.concatenate(sides["candidate"][1]), truth,
-            np.stack(sides["reference"][0]), np.stack(sides["candidate"][0]), context,
+            np.concatenate(sides["reference"][1]),
+            np.concatenate(sides["candidate"][1]),
+            truth,
+            np.stack(sides["reference"][0]),
+            np.stack(sides["candidate"][0]),
+            context,
         )
     }
 
@@ -279,7 +292,10 @@ def _personalized(reference, candidate, users: ParityUsers, context: ParityConte
     def state_scores(call, states):
         matrix, pairs = [], []
         for state, rows in zip(states, test_rows):
-            feeds = {contract.USER_VECTOR: _state(state, contract.USER_VECTOR), contract.USER_BIAS: _state(state, contract.USER_BIAS)}
+            feeds = {
+                contract.USER_VECTOR: _state(state, contract.USER_VECTOR),
+                contract.USER_BIAS: _state(state, contract.USER_BIAS),
+            }
             scores = _rating(call(contract.SCORE_ROWS_FOR_STATE, **feeds, item_rows=np.concatenate([all_rows, rows])))
             matrix.append(scores[:catalog])
             pairs.append(scores[catalog:])
@@ -288,7 +304,12 @@ def _personalized(reference, candidate, users: ParityUsers, context: ParityConte
     reference_matrix, reference_pairs = state_scores(reference, reference_states)
     from_candidate_state = state_scores(reference, candidate_states)
     figures[contract.USER_STATE] = _figures(
-        reference_pairs, from_candidate_state[1], truth, reference_matrix, from_candidate_state[0], context,
+        reference_pairs,
+        from_candidate_state[1],
+        truth,
+        reference_matrix,
+        from_candidate_state[0],
+        context,
         state_max_abs_diff=state_difference,
     )
     candidate_matrix, candidate_pairs = state_scores(candidate, reference_states)
@@ -296,7 +317,10 @@ def _personalized(reference, candidate, users: ParityUsers, context: ParityConte
         reference_pairs, candidate_pairs, truth, reference_matrix, candidate_matrix, context
     )
     state_inputs = [
-        {contract.USER_VECTOR: _state(state, contract.USER_VECTOR), contract.USER_BIAS: _state(state, contract.USER_BIAS)}
+        {
+            contract.USER_VECTOR: _state(state, contract.USER_VECTOR),
+            contract.USER_BIAS: _state(state, contract.USER_BIAS),
+        }
         for state in reference_states
     ]
     figures[contract.TOP_K_FOR_STATE] = top_k_figures(
@@ -314,7 +338,12 @@ def _rating(outputs: Outputs) -> np.ndarray:
 
 
 def _figures(
-    reference_pairs, candidate_pairs, ratings, reference_matrix, candidate_matrix, context: ParityContext,
+    reference_pairs,
+    candidate_pairs,
+    ratings,
+    reference_matrix,
+    candidate_matrix,
+    context: ParityContext,
     state_max_abs_diff: Optional[float] = None,
 ) -> ParityFigures:
     return ParityFigures(

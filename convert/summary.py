@@ -13,15 +13,40 @@ from typing import Optional, Sequence
 KB = 1024
 # What `markdown_tables` reads from each report's "parity" figures, and its other fields.
 PARITY_FIGURES = (
-    "pairs", "max_abs_diff", "mean_abs_diff", "rmse_saved_model", "rmse_tflite", "rmse_diff",
-    "ranking_users", "ranking_movies", "top10_overlap", "top10_overlap_min", "kendall_tau", "kendall_tau_min",
+    "pairs",
+    "max_abs_diff",
+    "mean_abs_diff",
+    "rmse_saved_model",
+    "rmse_tflite",
+    "rmse_diff",
+    "ranking_users",
+    "ranking_movies",
+    "top10_overlap",
+    "top10_overlap_min",
+    "kendall_tau",
+    "kendall_tau_min",
     "ranking_max_abs_diff",
 )
-REPORT_FIELDS = {"quantization": str, "size_bytes": int, "accepted": bool, "tolerances": dict, "runtimes": list,
-                 "failures": list, "signature_parity": dict}
+REPORT_FIELDS = {
+    "quantization": str,
+    "size_bytes": int,
+    "accepted": bool,
+    "tolerances": dict,
+    "runtimes": list,
+    "failures": list,
+    "signature_parity": dict,
+}
 # What the tables read from a top-k signature's figures (the other signatures' are PARITY_FIGURES).
-TOP_K_FIGURES = ("users", "top10_identical", "top10_overlap", "top10_overlap_min", "top100_identical", "top100_overlap",
-                 "top100_overlap_min", "max_abs_diff")
+TOP_K_FIGURES = (
+    "users",
+    "top10_identical",
+    "top10_overlap",
+    "top10_overlap_min",
+    "top100_identical",
+    "top100_overlap",
+    "top100_overlap_min",
+    "max_abs_diff",
+)
 RUNTIME_FIELDS = ("runtime", "version", "loads", "load_error", "candidates")
 
 
@@ -72,11 +97,13 @@ def _signature_line(key: str, figures: dict) -> str:
         )
     state = figures.get("state_max_abs_diff")
     return (
-        f"parity {key}: " + (f"state max |diff| {state:.2e}, its scores: " if state is not None else "")
-        + f"{figures['pairs']:,} test pairs max |diff| {figures['max_abs_diff']:.2e}, RMSE diff {figures['rmse_diff']:.2e}; "
-        f"{figures['ranking_users']} users x {figures['ranking_movies']:,} movies max |diff| "
-        f"{figures['ranking_max_abs_diff']:.2e}, top-10 overlap {figures['top10_overlap']:.3f} (min "
-        f"{figures['top10_overlap_min']:.2f}), Kendall's tau {figures['kendall_tau']:.4f} (min {figures['kendall_tau_min']:.4f})"
+        f"parity {key}: "
+        + (f"state max |diff| {state:.2e}, its scores: " if state is not None else "")
+        + f"{figures['pairs']:,} test pairs max |diff| {figures['max_abs_diff']:.2e}, "
+        f"RMSE diff {figures['rmse_diff']:.2e}; {figures['ranking_users']} users x {figures['ranking_movies']:,} "
+        f"movies max |diff| {figures['ranking_max_abs_diff']:.2e}, top-10 overlap {figures['top10_overlap']:.3f} (min "
+        f"{figures['top10_overlap_min']:.2f}), Kendall's tau {figures['kendall_tau']:.4f} "
+        f"(min {figures['kendall_tau_min']:.4f})"
     )
 
 
@@ -92,7 +119,8 @@ def describe(report: dict) -> list[str]:
         "ops: " + ", ".join(f"{op['name']} v{op['version']}" for op in report["ops"]) + " (builtin only)",
         f"signature: {signature['signature_key']} ({signature['user_input']}, {signature['item_input']}) -> "
         f"{signature['output']} {signature['output_shape']}",
-        "signatures: " + ", ".join(report["signature_keys"])
+        "signatures: "
+        + ", ".join(report["signature_keys"])
         + (f" (state dimension {report['state_dimension']})" if report.get("state_dimension") is not None else ""),
         f"manifest: {vocab['users']} users, {vocab['movies']} movies from {report['vocabulary_source']}",
         f"parity on {parity['pairs']:,} test pairs ({parity['interpreter']}): max |diff| {parity['max_abs_diff']:.2e}, "
@@ -106,13 +134,20 @@ def describe(report: dict) -> list[str]:
     for runtime in report["runtimes"]:
         lines.append(f"runtime {runtime['runtime']} {runtime['version']}: {_runtime_cell(runtime)}")
         if runtime["loads"] and len(report["signature_keys"]) > 1:
-            lines.append("  per signature (XNNPACK / builtin): " + ", ".join(
-                f"{key} {_latency(runtime, 'with_default_delegates', key)}/{_latency(runtime, 'without_default_delegates', key)}"
-                for key in report["signature_keys"]
-            ) + " ms")
+            lines.append(
+                "  per signature (XNNPACK / builtin): "
+                + ", ".join(
+                    f"{key} {_latency(runtime, 'with_default_delegates', key)}/"
+                    f"{_latency(runtime, 'without_default_delegates', key)}"
+                    for key in report["signature_keys"]
+                )
+                + " ms"
+            )
     for target in report["targets"]:
         verdict = "ok" if target["passed"] else "FAILED"
-        lines.append(f"target {target['target']}: {verdict}" + (f" ({'; '.join(target['notes'])})" if target["notes"] else ""))
+        lines.append(
+            f"target {target['target']}: {verdict}" + (f" ({'; '.join(target['notes'])})" if target["notes"] else "")
+        )
     for failure in report["failures"]:
         lines.append(f"failed {failure['check']}: {failure['message']}")
     lines.append(f"report: {Path(report['tflite']).with_name(Path(report['tflite']).stem + '.parity.json')}")
@@ -155,7 +190,8 @@ def markdown_tables(reports: Sequence[dict]) -> str:
         lines.append(
             f"| {report['quantization']} | {report['size_bytes'] / KB:.0f} KB | {p['max_abs_diff']:.1e} "
             f"| {p['mean_abs_diff']:.1e} | {p['rmse_saved_model']:.4f} | {p['rmse_tflite']:.4f} | {p['rmse_diff']:.1e} "
-            f"| {p['top10_overlap']:.3f} ({p['top10_overlap_min']:.1f}) | {p['kendall_tau']:.4f} ({p['kendall_tau_min']:.4f}) "
+            f"| {p['top10_overlap']:.3f} ({p['top10_overlap_min']:.1f}) "
+            f"| {p['kendall_tau']:.4f} ({p['kendall_tau_min']:.4f}) "
             f"| {'yes' if report['accepted'] else 'no: ' + '; '.join(f['check'] for f in report['failures'])} |"
         )
     first = reports[0]["parity"] if reports else {}
@@ -173,7 +209,9 @@ def markdown_tables(reports: Sequence[dict]) -> str:
     ]
     for report in reports:
         bounds = report["tolerances"]
-        lines.append(f"| {report['quantization']} | " + " | ".join(_bound(bounds.get(name)) for name in bound_names) + " |")
+        lines.append(
+            f"| {report['quantization']} | " + " | ".join(_bound(bounds.get(name)) for name in bound_names) + " |"
+        )
     runtime_labels = []
     for report in reports:
         for runtime in report["runtimes"]:
@@ -210,12 +248,21 @@ def _signature_table(reports: Sequence[dict]) -> list[str]:
     ]
     for report, key, f in rows:
         if _is_top_k(f):
-            cells = [f"{f['max_abs_diff']:.1e}", "-", f"{f['top10_overlap']:.3f} ({f['top10_overlap_min']:.1f})", "-",
-                     f"{f['top10_identical']:.1%} / {f['top100_identical']:.1%}"]
+            cells = [
+                f"{f['max_abs_diff']:.1e}",
+                "-",
+                f"{f['top10_overlap']:.3f} ({f['top10_overlap_min']:.1f})",
+                "-",
+                f"{f['top10_identical']:.1%} / {f['top100_identical']:.1%}",
+            ]
         else:
-            cells = [f"{max(f['max_abs_diff'], f['ranking_max_abs_diff']):.1e}", f"{f['rmse_diff']:.1e}",
-                     f"{f['top10_overlap']:.3f} ({f['top10_overlap_min']:.1f})",
-                     f"{f['kendall_tau']:.4f} ({f['kendall_tau_min']:.4f})", "-"]
+            cells = [
+                f"{max(f['max_abs_diff'], f['ranking_max_abs_diff']):.1e}",
+                f"{f['rmse_diff']:.1e}",
+                f"{f['top10_overlap']:.3f} ({f['top10_overlap_min']:.1f})",
+                f"{f['kendall_tau']:.4f} ({f['kendall_tau_min']:.4f})",
+                "-",
+            ]
         lines.append(f"| {report['quantization']} | {key} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -232,7 +279,11 @@ def _latency_table(reports: Sequence[dict], runtime_labels: Sequence[str]) -> li
     """Median latency of every signature on every runtime (XNNPACK / builtin), one row per (mode, signature)."""
     if not any(len(report.get("signature_keys", ())) > 1 for report in reports):
         return []
-    lines = ["", "| Mode | Signature | " + " | ".join(runtime_labels) + " |", "|---|---|" + "---:|" * len(runtime_labels)]
+    lines = [
+        "",
+        "| Mode | Signature | " + " | ".join(runtime_labels) + " |",
+        "|---|---|" + "---:|" * len(runtime_labels),
+    ]
     for report in reports:
         for key in report.get("signature_keys", ()):
             cells = []
@@ -241,8 +292,10 @@ def _latency_table(reports: Sequence[dict], runtime_labels: Sequence[str]) -> li
                 if runtime is None or not runtime["loads"]:
                     cells.append("not tried" if runtime is None else "does not load")
                     continue
-                cells.append(f"{_latency(runtime, 'with_default_delegates', key)} / "
-                             f"{_latency(runtime, 'without_default_delegates', key)}")
+                cells.append(
+                    f"{_latency(runtime, 'with_default_delegates', key)} / "
+                    f"{_latency(runtime, 'without_default_delegates', key)}"
+                )
             lines.append(f"| {report['quantization']} | {key} | " + " | ".join(cells) + " |")
     lines += [
         "",

@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 _UNSUPPORTED_OP_PATTERN = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
 
 
-def convert_saved_model_to_flatbuffer(saved_model: Path, signature_keys: Sequence[str], quantization: Quantization) -> bytes:
+def convert_saved_model_to_flatbuffer(
+    saved_model: Path, signature_keys: Sequence[str], quantization: Quantization
+) -> bytes:
     """Runs `TFLiteConverter.from_saved_model` with builtin ops only, every signature into one flatbuffer.
 
     Args:

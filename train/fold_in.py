@@ -75,7 +75,8 @@ class FoldInChoice:
             "chosen_on": "validation rows: each validation user's fit rows folded in as their history",
             "validation_rmse": self.validation_rmse,
             "validation_rmse_by_history": {
-                _length_name(f.length): {"users": f.users, "rows": f.rows, "rmse": round(f.rmse, 5)} for f in self.by_history
+                _length_name(f.length): {"users": f.users, "rows": f.rows, "rmse": round(f.rmse, 5)}
+                for f in self.by_history
             },
             "grid": {
                 "vector_ridges": list(VECTOR_RIDGES),
@@ -101,7 +102,9 @@ def fold_in_state(tables, movie_rows: np.ndarray, ratings: np.ndarray, vector_ri
     Returns:
         (user vector [D], user bias).
     """
-    solutions = _solve_grid(tables, np.asarray(movie_rows), np.asarray(ratings, np.float64), [vector_ridge], [bias_ridge])
+    solutions = _solve_grid(
+        tables, np.asarray(movie_rows), np.asarray(ratings, np.float64), [vector_ridge], [bias_ridge]
+    )
     return solutions[0, :-1], float(solutions[0, -1])
 
 
@@ -199,7 +202,10 @@ def choose_fold_in(tables, fit_rows, validation_rows, seed: int) -> FoldInChoice
     )
     logger.info(
         "fold-in: vector ridge %g, bias ridge %g (validation RMSE %.4f over %d users; %s)",
-        choice.vector_ridge, choice.bias_ridge, choice.validation_rmse, len(users),
+        choice.vector_ridge,
+        choice.bias_ridge,
+        choice.validation_rmse,
+        len(users),
         ", ".join(f"{_length_name(f.length)}: {f.rmse:.4f}" for f in by_history),
     )
     return choice

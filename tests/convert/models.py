@@ -98,9 +98,7 @@ def write_grouplens_folder(folder: Path, first_user: int = 9001, users: int = 10
         "".join(f"{i}|Synthetic Film {i} (2001)|01-Jan-2001||http://example.invalid\n" for i in range(1, movies + 1)),
         encoding="latin-1",
     )
-    rows = [
-        f"{user_ids[n % users]}\t{1 + (n * 7) % movies}\t{1 + n % 5}\t{880000000 + n}\n" for n in range(100_000)
-    ]
+    rows = [f"{user_ids[n % users]}\t{1 + (n * 7) % movies}\t{1 + n % 5}\t{880000000 + n}\n" for n in range(100_000)]
     (folder / "u.data").write_text("".join(rows), encoding="utf-8")
     return folder
 
@@ -139,10 +137,14 @@ def defective_factor_saved_model(path: Path, defect: str) -> Path:
     elif defect == "partial index set":
         del signatures[contract.TOP_K]
     elif defect == "renamed index input":
-        signatures[contract.SCORE_ROWS] = tf.function(lambda user_row, rows: module.score_rows(user_row, rows), input_signature=[user_row, int32])
+        signatures[contract.SCORE_ROWS] = tf.function(
+            lambda user_row, rows: module.score_rows(user_row, rows), input_signature=[user_row, int32]
+        )
     elif defect == "wrong index dtype":
         k64 = tf.TensorSpec([1], tf.int64, name=contract.K)
-        signatures[contract.TOP_K] = tf.function(lambda user_row, k: module.top_k(user_row, tf.cast(k, tf.int32)), input_signature=[user_row, k64])
+        signatures[contract.TOP_K] = tf.function(
+            lambda user_row, k: module.top_k(user_row, tf.cast(k, tf.int32)), input_signature=[user_row, k64]
+        )
     elif defect == "missing personalized output":
         titles = tf.TensorSpec([None], tf.string, name=contract.HISTORY_TITLES)
         ratings = tf.TensorSpec([None], tf.float32, name=contract.HISTORY_RATINGS)

@@ -29,12 +29,16 @@ def saved_model_scores(saved_model: Path, users, items, user_input="user_id", it
     return scores.numpy().reshape(-1)
 
 
-def litert_scores(model_path: Path, users, items, user_input="user_id", item_input="movie_title", delegates=True) -> np.ndarray:
+def litert_scores(
+    model_path: Path, users, items, user_input="user_id", item_input="movie_title", delegates=True
+) -> np.ndarray:
     """Scores with LiteRT through the signature runner, inputs by name."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    runner = Interpreter(model_path=str(model_path), experimental_op_resolver_type=resolver).get_signature_runner("serving_default")
+    runner = Interpreter(model_path=str(model_path), experimental_op_resolver_type=resolver).get_signature_runner(
+        "serving_default"
+    )
     outputs = runner(
         **{
             user_input: np.array([u.encode("utf-8") for u in users], dtype=object),
@@ -138,13 +142,15 @@ def _loaded(saved_model: str):
 def _utf8(inputs: dict) -> dict:
     """String inputs as arrays of UTF-8 bytes, as the interpreters take them; other inputs unchanged."""
     return {
-        name: np.array([v.encode("utf-8") for v in value], dtype=object) if np.asarray(value).dtype.kind in "OU" else value
+        name: np.array([v.encode("utf-8") for v in value], dtype=object)
+        if np.asarray(value).dtype.kind in "OU"
+        else value
         for name, value in inputs.items()
     }
 
 
 def buffers_and_readers(path):
-    """Buffer index -> (its bytes, [(subgraph, tensor type, scales)] of every tensor reading it), via TensorFlow's schema."""
+    """Buffer index -> (its bytes, [(subgraph, tensor type, scales)] of every tensor reading it), via TF's schema."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(path.read_bytes()))
@@ -153,6 +159,12 @@ def buffers_and_readers(path):
         for tensor in subgraph.tensors:
             data = model.buffers[tensor.buffer].data if tensor.buffer else None
             if data is not None and len(data):
-                scales = tuple(tensor.quantization.scale) if tensor.quantization and tensor.quantization.scale is not None else ()
-                readers.setdefault(tensor.buffer, (bytes(np.asarray(data, np.uint8)), []))[1].append((index, tensor.type, scales))
+                scales = (
+                    tuple(tensor.quantization.scale)
+                    if tensor.quantization and tensor.quantization.scale is not None
+                    else ()
+                )
+                readers.setdefault(tensor.buffer, (bytes(np.asarray(data, np.uint8)), []))[1].append(
+                    (index, tensor.type, scales)
+                )
     return readers

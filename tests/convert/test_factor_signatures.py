@@ -33,7 +33,12 @@ def ridge_state(tables, titles, ratings):
 
 
 def state_scores(tables, vector, bias, movie_rows):
-    raw = tables.global_mean + bias + tables.movie_bias[movie_rows] + tables.movie_vectors[movie_rows].astype(np.float64) @ vector
+    raw = (
+        tables.global_mean
+        + bias
+        + tables.movie_bias[movie_rows]
+        + tables.movie_vectors[movie_rows].astype(np.float64) @ vector
+    )
     return np.clip(raw, contract.MIN_RATING, contract.MAX_RATING)
 
 
@@ -52,7 +57,9 @@ class TestIndexSpace:
     def test_score_rows_is_the_tables_formula(self, factor, factor_tables):
         every_movie = np.arange(1, len(factor_tables.movies) + 1, dtype=np.int32)
         for user in self.USERS:
-            found = litert_signature(factor.tflite_path, contract.SCORE_ROWS, user_row=rows(user), item_rows=every_movie)
+            found = litert_signature(
+                factor.tflite_path, contract.SCORE_ROWS, user_row=rows(user), item_rows=every_movie
+            )
             expected = factor_tables.ratings(np.full(len(every_movie), user), every_movie)
             np.testing.assert_allclose(found[contract.RATING], expected, rtol=0, atol=2e-6)
 
@@ -94,8 +101,11 @@ class TestPersonalized:
     def test_score_history_scores_with_that_state(self, factor, factor_tables):
         movies = list(factor_tables.movies[:300])
         found = litert_signature(
-            factor.tflite_path, contract.SCORE_HISTORY,
-            history_titles=self.TITLES, history_ratings=self.RATINGS, movie_title=movies,
+            factor.tflite_path,
+            contract.SCORE_HISTORY,
+            history_titles=self.TITLES,
+            history_ratings=self.RATINGS,
+            movie_title=movies,
         )
         vector, bias = ridge_state(factor_tables, self.TITLES, self.RATINGS)
         expected = state_scores(factor_tables, vector, bias, np.arange(1, 301))
@@ -107,7 +117,9 @@ class TestPersonalized:
         assert not state[contract.USER_VECTOR].any() and not state[contract.USER_BIAS].any()
         movies = list(factor_tables.movies[:50])
         scored = litert_signature(factor.tflite_path, contract.SCORE_HISTORY, **empty, movie_title=movies)
-        unknown_user = litert_signature(factor.tflite_path, contract.STRINGS, user_id=["nobody"] * 50, movie_title=movies)
+        unknown_user = litert_signature(
+            factor.tflite_path, contract.STRINGS, user_id=["nobody"] * 50, movie_title=movies
+        )
         np.testing.assert_array_equal(scored[contract.RATING], unknown_user[contract.RATING])
 
     def test_the_state_signatures_score_a_given_state(self, factor, factor_tables):
@@ -118,7 +130,9 @@ class TestPersonalized:
         expected = state_scores(factor_tables, vector.astype(np.float64), 0.25, every_movie)
         np.testing.assert_allclose(scored[contract.RATING], expected, atol=2e-6)
         best = litert_signature(factor.tflite_path, contract.TOP_K_FOR_STATE, **state, k=rows(10))
-        np.testing.assert_array_equal(best[contract.ITEM_ROWS], np.argsort(-expected.astype(np.float32), kind="stable")[:10] + 1)
+        np.testing.assert_array_equal(
+            best[contract.ITEM_ROWS], np.argsort(-expected.astype(np.float32), kind="stable")[:10] + 1
+        )
 
 
 class TestReport:
@@ -160,8 +174,12 @@ class TestReport:
             np.testing.assert_allclose(litert[name], tensorflow[name], atol=1e-6)
 
     def test_the_saved_model_agrees_with_the_tables_too(self, factor_saved_model, factor_tables):
-        found = saved_model_signature(factor_saved_model, contract.SCORE_ROWS, user_row=rows(5), item_rows=rows(1, 2, 3))
-        np.testing.assert_allclose(found[contract.RATING], factor_tables.ratings(np.full(3, 5), np.arange(1, 4)), atol=2e-6)
+        found = saved_model_signature(
+            factor_saved_model, contract.SCORE_ROWS, user_row=rows(5), item_rows=rows(1, 2, 3)
+        )
+        np.testing.assert_allclose(
+            found[contract.RATING], factor_tables.ratings(np.full(3, 5), np.arange(1, 4)), atol=2e-6
+        )
 
     def test_check_parity_rechecks_every_signature(self, factor, factor_saved_model):
         strict = ConversionConfig(tolerances=Tolerances(max_abs_diff=1e-12), ranking_users=6)

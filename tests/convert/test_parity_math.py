@@ -127,14 +127,26 @@ class TestFailedChecks:
 
 
 class TestSignatureChecks:
-    TOP_K = {"users": 3, "top10_identical": 2 / 3, "top10_overlap": 0.9, "top10_overlap_min": 0.7,
-             "top100_identical": 0.0, "top100_overlap": 0.99, "top100_overlap_min": 0.98, "max_abs_diff": 3e-6}
+    TOP_K = {
+        "users": 3,
+        "top10_identical": 2 / 3,
+        "top10_overlap": 0.9,
+        "top10_overlap_min": 0.7,
+        "top100_identical": 0.0,
+        "top100_overlap": 0.99,
+        "top100_overlap_min": 0.98,
+        "max_abs_diff": 3e-6,
+    }
 
     def test_checks_are_named_by_signature(self):
-        failures = failed_checks(self.TOP_K, Tolerances(max_abs_diff=1e-6, top10_identical=1.0, kendall_tau=0.9), "top_k")
+        failures = failed_checks(
+            self.TOP_K, Tolerances(max_abs_diff=1e-6, top10_identical=1.0, kendall_tau=0.9), "top_k"
+        )
         # Kendall's tau is not a top-k figure, so its bound does not apply.
         assert [f.check for f in failures] == ["parity.top_k.max_abs_diff", "parity.top_k.top10_identical"]
-        assert str(failures[1]).startswith("parity.top_k.top10_identical: top_k: top10_identical is 0.6667, must be >= 1")
+        assert str(failures[1]).startswith(
+            "parity.top_k.top10_identical: top_k: top10_identical is 0.6667, must be >= 1"
+        )
 
     def test_the_ranking_difference_is_held_to_the_max_abs_diff_bound(self):
         figures = {"max_abs_diff": 1e-6, "ranking_max_abs_diff": 5e-4}
@@ -168,7 +180,9 @@ class TestTopKFigures:
         assert figures.users == 2
         assert figures.top10_identical == 0.5 and figures.top10_overlap == 1.0 and figures.top10_overlap_min == 1.0
         assert figures.top100_identical == 0.5
-        assert figures.top100_overlap == pytest.approx((1.0 + 0.99) / 2) and figures.top100_overlap_min == pytest.approx(0.99)
+        assert figures.top100_overlap == pytest.approx(
+            (1.0 + 0.99) / 2
+        ) and figures.top100_overlap_min == pytest.approx(0.99)
         assert figures.max_abs_diff == pytest.approx(1e-3)
 
     def test_a_row_outside_the_catalog_is_an_infinite_difference(self):

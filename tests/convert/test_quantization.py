@@ -128,7 +128,9 @@ class TestWeightOnlyInt8SharedTables:
     def test_the_movie_table_is_one_int8_buffer_read_by_every_subgraph(self, quantized, factor_tables):
         table = factor_tables.movie_vectors
         found = [
-            (data, readers) for data, readers in buffers_and_readers(quantized.tflite_path).values() if len(data) == table.size
+            (data, readers)
+            for data, readers in buffers_and_readers(quantized.tflite_path).values()
+            if len(data) == table.size
         ]
         assert len(found) == 1, "the movie table should be stored once, as int8"
         data, readers = found[0]
@@ -137,7 +139,9 @@ class TestWeightOnlyInt8SharedTables:
         (scales,) = {scale for _, _, scale in readers}  # one scheme for every reader
         # Symmetric int8 with one scale: the table's largest magnitude maps to 127.
         assert scales == pytest.approx((np.abs(table).max() / 127,), rel=1e-6)
-        np.testing.assert_array_equal(np.frombuffer(data, np.int8), np.round(table.reshape(-1) / scales[0]).astype(np.int8))
+        np.testing.assert_array_equal(
+            np.frombuffer(data, np.int8), np.round(table.reshape(-1) / scales[0]).astype(np.int8)
+        )
 
     def test_every_signature_computes_with_the_dequantized_tables(self, quantized, factor_tables):
         def dequantized(values):
@@ -152,9 +156,13 @@ class TestWeightOnlyInt8SharedTables:
         )
         every_movie = np.arange(1, len(tables.movies) + 1, dtype=np.int32)
         scored = litert_signature(quantized.tflite_path, "score_rows", user_row=rows(9), item_rows=every_movie)
-        np.testing.assert_allclose(scored["rating"], tables.ratings(np.full(len(every_movie), 9), every_movie), atol=3e-6)
+        np.testing.assert_allclose(
+            scored["rating"], tables.ratings(np.full(len(every_movie), 9), every_movie), atol=3e-6
+        )
         best = litert_signature(quantized.tflite_path, "top_k", user_row=rows(9), k=rows(5))
-        np.testing.assert_allclose(best["rating"], np.sort(tables.ratings(np.full(len(every_movie), 9), every_movie))[::-1][:5], atol=3e-6)
+        np.testing.assert_allclose(
+            best["rating"], np.sort(tables.ratings(np.full(len(every_movie), 9), every_movie))[::-1][:5], atol=3e-6
+        )
 
     def test_smaller_than_float32_and_loads_everywhere(self, quantized, factor_float32, device_pythons):
         assert quantized.size_bytes < factor_float32.size_bytes

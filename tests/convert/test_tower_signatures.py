@@ -41,7 +41,10 @@ def test_score_rows_of_the_manifest_rows_are_the_saved_models_string_scores(towe
     users = list(read_manifest(read_flatbuffer(tower.tflite_path.read_bytes())).users)
     for row in (1, 250, len(users)):
         found = litert_signature(
-            tower.tflite_path, contract.SCORE_ROWS, user_row=rows(row), item_rows=np.arange(1, len(movies) + 1, dtype=np.int32)
+            tower.tflite_path,
+            contract.SCORE_ROWS,
+            user_row=rows(row),
+            item_rows=np.arange(1, len(movies) + 1, dtype=np.int32),
         )
         expected = saved_model_scores(tower_saved_model, [users[row - 1]] * len(movies), movies)
         np.testing.assert_allclose(found[contract.RATING], expected, atol=1e-5)

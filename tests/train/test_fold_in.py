@@ -118,7 +118,15 @@ def test_figures_per_history_length_and_the_unknown_user():
     assert by_length[None] < by_length[0] - 0.05
     record = choice.to_dict()
     assert record["vector_ridge"] == choice.vector_ridge and set(record["validation_rmse_by_history"]) == {
-        "0", "1", "3", "5", "10", "20", "50", "all"}
+        "0",
+        "1",
+        "3",
+        "5",
+        "10",
+        "20",
+        "50",
+        "all",
+    }
 
 
 def test_no_validation_user_is_a_clear_error():
@@ -171,7 +179,11 @@ def test_the_default_preset_exports_the_fold_in_chosen_on_validation_rows(tmp_pa
     assert set(loaded.signatures) == set(contract.FACTOR_SIGNATURES)
     titles = [tables.movies[i] for i in (4, 40, 400, 900)]
     ratings = np.array([5.0, 1.0, 4.0, 2.0], np.float32)
-    state = loaded.signatures[contract.USER_STATE](history_titles=tf.constant(titles), history_ratings=tf.constant(ratings))
-    vector, bias = fold_in_state(tables, np.array([5, 41, 401, 901]), ratings, record["vector_ridge"], record["bias_ridge"])
+    state = loaded.signatures[contract.USER_STATE](
+        history_titles=tf.constant(titles), history_ratings=tf.constant(ratings)
+    )
+    vector, bias = fold_in_state(
+        tables, np.array([5, 41, 401, 901]), ratings, record["vector_ridge"], record["bias_ridge"]
+    )
     np.testing.assert_allclose(state[contract.USER_VECTOR].numpy(), vector, atol=1e-4)
     np.testing.assert_allclose(state[contract.USER_BIAS].numpy(), [bias], atol=1e-4)
