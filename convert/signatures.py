@@ -18,8 +18,10 @@ from typing import Mapping, Optional, Sequence
 from convert.errors import ModelSignatureError
 from device_runtime import contract
 from device_runtime.errors import SignatureError
-from device_runtime.signature import SignatureMapping, TensorSpec, resolve_signature
+from device_runtime.signature import SignatureMapping, TensorSpec, check_contract_tensors, resolve_signature
 
+# How to mend a signature that does not fit the contract.
+_FIX = "export the model with train.serving (device_runtime/contract.py defines every signature)"
 # Signatures that come only together.
 SIGNATURE_GROUPS = {"index": contract.INDEX_SIGNATURES, "personalized": contract.PERSONALIZED_SIGNATURES}
 
@@ -101,7 +103,10 @@ def check_signatures(
             )
     state_dimension = _state_dimension(specs, present, source)
     for key in present:
-        _check_contract_signature(key, specs[key], state_dimension, source)
+        try:
+            check_contract_tensors(key, specs[key], state_dimension, source, fix=_FIX)
+        except SignatureError as error:
+            raise ModelSignatureError(str(error)) from None
     return SignatureSet(strings, (contract.STRINGS, *present), state_dimension)
 
 
@@ -121,35 +126,3 @@ def _state_dimension(specs, present: Sequence[str], source: str) -> Optional[int
             f"found {found}; export the model with train.serving"
         )
     return next(iter(lengths.values()))
-
-
-def _check_contract_signature(key: str, found: Mapping[str, Sequence[TensorSpec]], state_dimension, source) -> None:
-    wanted = contract.SIGNATURES[key]
-    for side, tensors in (("input", wanted.inputs), ("output", wanted.outputs)):
-        actual = {tensor.name: tensor for tensor in found.get(side + "s", ())}
-        missing = [tensor.name for tensor in tensors if tensor.name not in actual]
-        unexpected = sorted(set(actual) - {tensor.name for tensor in tensors})
-        if missing or unexpected:
-            parts = [f"lacks the {side}(s) {', '.join(missing)}"] if missing else []
-            parts += [f"has the unexpected {side}(s) {', '.join(unexpected)}"] if unexpected else []
-            raise ModelSignatureError(
-                f"{source}: signature {key!r} {' and '.join(parts)}; the contract's {side}s are "
-                f"{_describe(tensors, state_dimension)} (device_runtime.contract)"
-            )
-        for tensor in tensors:
-            shape = contract.expected_shape(tensor, state_dimension)
-            got = actual[tensor.name]
-            if got.dtype != tensor.dtype or not _shape_fits(tuple(got.shape), shape):
-                raise ModelSignatureError(
-                    f"{source}: signature {key!r} {side} {tensor.name!r} must be {tensor.dtype}{list(shape)}, "
-                    f"found {got.dtype}{list(got.shape)} (device_runtime.contract)"
-                )
-
-
-def _shape_fits(found: tuple, wanted: tuple) -> bool:
-    """Same rank; a fixed wanted dimension must match exactly, a dynamic one (-1) must be dynamic."""
-    return len(found) == len(wanted) and all((f in (-1, None)) if w == -1 else f == w for f, w in zip(found, wanted))
-
-
-def _describe(tensors, state_dimension) -> str:
-    return ", ".join(f"{t.name} ({t.dtype}{list(contract.expected_shape(t, state_dimension))})" for t in tensors)
