@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,8 +45,10 @@ def test_split():
     return split_ratings(load_ratings())[1]
 
 
-# The main environment's sibling with tflite-runtime 2.14 and numpy<2 (`./kit.sh setup` makes it).
-DEVICE_PYTHON = Path(__file__).resolve().parents[2] / ".venv-device" / "bin" / "python"
+# The tflite-runtime 2.14 device environment beside the main one (`./kit.sh setup` makes it; KIT_VENV_SUFFIX as there).
+DEVICE_PYTHON = (
+    Path(__file__).resolve().parents[2] / f".venv-device{os.environ.get('KIT_VENV_SUFFIX', '')}" / "bin" / "python"
+)
 
 
 @pytest.fixture(scope="session")
