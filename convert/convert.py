@@ -539,7 +539,11 @@ def _measure(reference: _Reference, model_path: Path, runtimes, ranking_users: i
     ranking = parity.ranking_figures(reference_matrix, candidate_matrix)
     figures: dict[str, SignatureFigures] = {
         signatures.strings.signature_key: ParityFigures(
-            coverage=reference.coverage, interpreter=label, **pair, **ranking
+            coverage=reference.coverage,
+            interpreter=label,
+            ranking_max_abs_diff=parity.max_abs_difference(reference_matrix, candidate_matrix),
+            **pair,
+            **ranking,
         )
     }
     if len(signatures.keys) > 1:

@@ -130,7 +130,7 @@ def ranking_figures(reference: np.ndarray, candidate: np.ndarray, k: int = TOP_K
 
     Returns:
         ranking_users, ranking_movies, top10_overlap (mean), top10_overlap_min,
-        kendall_tau (mean), kendall_tau_min, ranking_max_abs_diff.
+        kendall_tau (mean), kendall_tau_min.
     """
     reference = np.asarray(reference)
     candidate = np.asarray(candidate)
@@ -145,8 +145,13 @@ def ranking_figures(reference: np.ndarray, candidate: np.ndarray, k: int = TOP_K
         "top10_overlap_min": float(overlaps.min()),
         "kendall_tau": float(np.nanmean(taus)),
         "kendall_tau_min": float(np.nanmin(taus)),
-        "ranking_max_abs_diff": float(np.max(np.abs(candidate.astype(np.float64) - reference), initial=0.0)),
     }
+
+
+def max_abs_difference(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """The largest |candidate - reference| over two arrays of the same shape (0 when empty)."""
+    difference = np.asarray(candidate, np.float64) - np.asarray(reference, np.float64)
+    return float(np.max(np.abs(difference), initial=0.0))
 
 
 # Figure -> the tolerance that bounds it, and whether the bound is an upper one.

@@ -91,8 +91,13 @@ class TopKFigures:
 
     Attributes:
         users: the users compared, each with k = 10 and k = 100.
-        top10_identical / top100_identical: share of users whose k best rows,
-            in order, are exactly the SavedModel's.
+        top10_identical / top100_identical: share of users whose k best rows are
+            the SavedModel's up to near-ties: at every place, the SavedModel's score
+            of the row returned equals the score of its own row at that place
+            within `convert.signature_parity.TOP_K_TIE`, so rows of (nearly) equal
+            scores may come in either order.
+        top10_exact / top100_exact: share of users whose k best rows are exactly
+            the SavedModel's, in order.
         top10_overlap / top10_overlap_min, top100_overlap / top100_overlap_min:
             mean and worst share of the SavedModel's k best rows that the .tflite also returns.
         max_abs_diff: the largest |score returned - the SavedModel's score of
@@ -102,9 +107,11 @@ class TopKFigures:
 
     users: int
     top10_identical: float
+    top10_exact: float
     top10_overlap: float
     top10_overlap_min: float
     top100_identical: float
+    top100_exact: float
     top100_overlap: float
     top100_overlap_min: float
     max_abs_diff: float

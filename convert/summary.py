@@ -40,9 +40,11 @@ REPORT_FIELDS = {
 TOP_K_FIGURES = (
     "users",
     "top10_identical",
+    "top10_exact",
     "top10_overlap",
     "top10_overlap_min",
     "top100_identical",
+    "top100_exact",
     "top100_overlap",
     "top100_overlap_min",
     "max_abs_diff",
@@ -90,8 +92,9 @@ def _other_signatures(report: dict) -> list[tuple[str, dict]]:
 def _signature_line(key: str, figures: dict) -> str:
     if _is_top_k(figures):
         return (
-            f"parity {key}: {figures['users']} users, identical top-10 {figures['top10_identical']:.1%}, top-100 "
-            f"{figures['top100_identical']:.1%}; overlap top-10 {figures['top10_overlap']:.3f} (min "
+            f"parity {key}: {figures['users']} users, identical top-10 {figures['top10_identical']:.1%} (exactly "
+            f"{figures['top10_exact']:.1%}), top-100 {figures['top100_identical']:.1%} (exactly "
+            f"{figures['top100_exact']:.1%}); overlap top-10 {figures['top10_overlap']:.3f} (min "
             f"{figures['top10_overlap_min']:.2f}), top-100 {figures['top100_overlap']:.3f} (min "
             f"{figures['top100_overlap_min']:.2f}); max |score diff| {figures['max_abs_diff']:.2e}"
         )
@@ -243,7 +246,7 @@ def _signature_table(reports: Sequence[dict]) -> list[str]:
     lines = [
         "",
         "| Mode | Signature | Max abs diff | RMSE diff | Top-10 overlap (min) | Kendall's tau (min) "
-        "| Identical top-10 / top-100 |",
+        "| Identical top-10 / top-100 (exactly) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for report, key, f in rows:
@@ -253,7 +256,8 @@ def _signature_table(reports: Sequence[dict]) -> list[str]:
                 "-",
                 f"{f['top10_overlap']:.3f} ({f['top10_overlap_min']:.1f})",
                 "-",
-                f"{f['top10_identical']:.1%} / {f['top100_identical']:.1%}",
+                f"{f['top10_identical']:.1%} / {f['top100_identical']:.1%} "
+                f"({f['top10_exact']:.1%} / {f['top100_exact']:.1%})",
             ]
         else:
             cells = [
@@ -270,7 +274,9 @@ def _signature_table(reports: Sequence[dict]) -> list[str]:
         "against the strings scores (every test pair, and the ranked users x every movie); the top-k signatures for "
         "the ranked users with k = 10 and 100; the personalized ones over real histories of those users (0, 1, 5, "
         "20, 50 and all of their training rows, in turn), scoring every movie and their test rows. Max abs diff "
-        "covers every score compared; `user_state` is judged by the scores its state gives.",
+        "covers every score compared; `user_state` is judged by the scores its state gives. A top-k list is "
+        "identical when it is the SavedModel's up to near-ties (rows whose scores differ by at most 1e-5 may come "
+        "in either order); exactly, when every row is in the same place.",
     ]
     return lines
 
