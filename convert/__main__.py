@@ -46,14 +46,40 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 accepted, 1 rejected (the file is kept as MODEL.rejected.tflite), 2 bad input. "
         "Tolerances: " + ", ".join(f.name for f in Tolerances.__dataclass_fields__.values()) + ".",
     )
-    parser.add_argument("saved_model", nargs="?", metavar="SAVED_MODEL", help="SavedModel folder, or a `python -m train` export folder")
-    parser.add_argument("--out", metavar="MODEL.tflite", help="where to write the .tflite (its report goes to MODEL.parity.json)")
-    parser.add_argument("--quantize", default=Quantization.NONE.value, metavar="MODE", help=f"one of: {', '.join(_MODES)} (default none)")
-    parser.add_argument("--parity-data", metavar="SOURCE", help="ratings to check parity on: recbole (default, offline), tfds, or an ml-100k folder")
-    parser.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE", help="override one parity bound; 'none' drops it (repeatable)")
+    parser.add_argument(
+        "saved_model", nargs="?", metavar="SAVED_MODEL", help="SavedModel folder, or a `python -m train` export folder"
+    )
+    parser.add_argument(
+        "--out", metavar="MODEL.tflite", help="where to write the .tflite (its report goes to MODEL.parity.json)"
+    )
+    parser.add_argument(
+        "--quantize",
+        default=Quantization.NONE.value,
+        metavar="MODE",
+        help=f"one of: {', '.join(_MODES)} (default none)",
+    )
+    parser.add_argument(
+        "--parity-data",
+        metavar="SOURCE",
+        help="ratings to check parity on: recbole (default, offline), tfds, or an ml-100k folder",
+    )
+    parser.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one parity bound; 'none' drops it (repeatable)",
+    )
     parser.add_argument("--user-input", metavar="NAME", help="the signature input holding user ids (default user_id)")
-    parser.add_argument("--item-input", metavar="NAME", help="the signature input holding movie titles (default movie_title)")
-    parser.add_argument("--signature-key", default=ConversionConfig.signature_key, metavar="KEY", help="signature to convert (default serving_default)")
+    parser.add_argument(
+        "--item-input", metavar="NAME", help="the signature input holding movie titles (default movie_title)"
+    )
+    parser.add_argument(
+        "--signature-key",
+        default=ConversionConfig.signature_key,
+        metavar="KEY",
+        help="signature to convert (default serving_default)",
+    )
     parser.add_argument(
         "--target",
         action="append",
@@ -61,12 +87,37 @@ def _parser() -> argparse.ArgumentParser:
         help="runtime the file must run on (repeatable; default litert): "
         + "; ".join(f"{t.value} = {spec.description}" for t, spec in TARGETS.items()),
     )
-    parser.add_argument("--runtime-python", action="append", default=[], metavar="PYTHON", help="also load and run the file in this Python, e.g. a venv with tflite-runtime (repeatable)")
-    parser.add_argument("--ranking-users", type=int, default=DEFAULT_RANKING_USERS, metavar="N", help=f"users ranked against every movie (default {DEFAULT_RANKING_USERS})")
-    parser.add_argument("--model-name", metavar="NAME", help="name stored in the manifest (default from the export's preset)")
-    parser.add_argument("--hash-vocabularies-only", action="store_true", help="store only the vocabularies' sha256 in the manifest, not the ids")
-    parser.add_argument("--summary-markdown", nargs="+", metavar="REPORT", help="print Markdown tables of MODEL.parity.json reports and exit")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and show TensorFlow's native messages")
+    parser.add_argument(
+        "--runtime-python",
+        action="append",
+        default=[],
+        metavar="PYTHON",
+        help="also load and run the file in this Python, e.g. a venv with tflite-runtime (repeatable)",
+    )
+    parser.add_argument(
+        "--ranking-users",
+        type=int,
+        default=DEFAULT_RANKING_USERS,
+        metavar="N",
+        help=f"users ranked against every movie (default {DEFAULT_RANKING_USERS})",
+    )
+    parser.add_argument(
+        "--model-name", metavar="NAME", help="name stored in the manifest (default from the export's preset)"
+    )
+    parser.add_argument(
+        "--hash-vocabularies-only",
+        action="store_true",
+        help="store only the vocabularies' sha256 in the manifest, not the ids",
+    )
+    parser.add_argument(
+        "--summary-markdown",
+        nargs="+",
+        metavar="REPORT",
+        help="print Markdown tables of MODEL.parity.json reports and exit",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress and show TensorFlow's native messages"
+    )
     return parser
 
 
@@ -162,7 +213,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.saved_model or not args.out:
         return _fail("give SAVED_MODEL and --out MODEL.tflite (see python -m convert --help)")
 
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     native = _NativeOutput(enabled=not args.verbose)
     try:
@@ -216,7 +269,9 @@ def _print_tables(paths: Sequence[str]) -> int:
         try:
             reports.append(json.loads(Path(name).read_text(encoding="utf-8")))
         except (OSError, ValueError) as error:
-            return _fail(f"cannot read report {name} ({error}); pass MODEL.parity.json files written by python -m convert")
+            return _fail(
+                f"cannot read report {name} ({error}); pass MODEL.parity.json files written by python -m convert"
+            )
         problem = report_problem(reports[-1])
         if problem:
             return _fail(f"{name} is not a report written by python -m convert ({problem}); pass MODEL.parity.json")

@@ -52,12 +52,15 @@ class Tolerances:
         rmse_diff: upper bound on |RMSE(tflite) - RMSE(SavedModel)| against the true ratings.
         top10_overlap: lower bound on the mean top-10 overlap (0..1) over the ranked users.
         kendall_tau: lower bound on the mean Kendall's tau-b (-1..1) over the ranked users.
+        top10_identical: lower bound on the share of ranked users (0..1) whose
+            top-10 list from a top-k signature is the SavedModel's, row for row.
     """
 
     max_abs_diff: Optional[float] = None
     rmse_diff: Optional[float] = None
     top10_overlap: Optional[float] = None
     kendall_tau: Optional[float] = None
+    top10_identical: Optional[float] = None
 
     def __post_init__(self):
         for name, low, high in (
@@ -65,6 +68,7 @@ class Tolerances:
             ("rmse_diff", 0.0, math.inf),
             ("top10_overlap", 0.0, 1.0),
             ("kendall_tau", -1.0, 1.0),
+            ("top10_identical", 0.0, 1.0),
         ):
             value = getattr(self, name)
             if value is None:
@@ -102,6 +106,8 @@ FLOAT32_MAX_ABS_DIFF = 1e-4
 FLOAT32_MAX_RMSE_DIFF = 1e-5
 FLOAT32_MIN_TOP10_OVERLAP = 0.99
 FLOAT32_MIN_KENDALL_TAU = 0.999
+# float32 top-k signatures return the SavedModel's top 10, row for row, for every user.
+FLOAT32_MIN_TOP10_IDENTICAL = 1.0
 FLOAT16_MAX_ABS_DIFF = 2e-3
 FLOAT16_MAX_RMSE_DIFF = 1e-3
 FLOAT16_MIN_TOP10_OVERLAP = 0.95
@@ -116,6 +122,7 @@ DEFAULT_TOLERANCES: Mapping[Quantization, Tolerances] = {
         rmse_diff=FLOAT32_MAX_RMSE_DIFF,
         top10_overlap=FLOAT32_MIN_TOP10_OVERLAP,
         kendall_tau=FLOAT32_MIN_KENDALL_TAU,
+        top10_identical=FLOAT32_MIN_TOP10_IDENTICAL,
     ),
     Quantization.FLOAT16: Tolerances(
         max_abs_diff=FLOAT16_MAX_ABS_DIFF,

@@ -32,23 +32,31 @@ from convert.errors import (
     ValidationError,
 )
 from convert.manifest_embedding import embed_manifest
-from convert.results import CheckFailure, ConversionResult, ParityFigures
+from convert.results import CheckFailure, ConversionResult, ParityFigures, SignatureFigures
 from convert.saved_model import (
     SavedModelScorer,
     find_saved_model,
     import_tensorflow,
     load_saved_model,
-    resolve_saved_model_signature,
+    signature_specs,
     vocabularies_from_tables,
 )
 from convert.runtimes import check_target, parity_interpreter, run_everywhere, runtime_disagreements
-from convert.tflite import audit_ops, convert_saved_model_to_flatbuffer, flatbuffer_signature
+from convert.signature_parity import (
+    ParityContext,
+    ParityUsers,
+    SavedModelSignatures,
+    TfliteSignatures,
+    history_of,
+    measure_signatures,
+)
+from convert.signatures import SignatureSet, check_signatures
+from convert.tflite import audit_ops, convert_saved_model_to_flatbuffer, flatbuffer_signatures
 from device_runtime.errors import DeviceRuntimeError
 from device_runtime.files import write_atomically
 from device_runtime.flatbuffer import read_flatbuffer
 from device_runtime import contract
 from device_runtime.manifest import Manifest, read_manifest
-from device_runtime.signature import SignatureMapping
 from train import artifacts
 from train.errors import TrainError
 
@@ -58,6 +66,9 @@ logger = logging.getLogger(__name__)
 # share of its test pairs must have a user and a movie the model knows.
 MIN_PARITY_COVERAGE = 0.95
 REJECTED_INFIX = ".rejected"
+# The runtime probe's calls: k of the top-k signatures, and the history length of the personalized ones.
+PROBE_TOP_K = 10
+PROBE_HISTORY_LENGTH = 50
 REPORT_SUFFIX = ".parity.json"
 
 
@@ -70,20 +81,28 @@ class _Vocabularies:
 
 @dataclasses.dataclass(frozen=True)
 class _ParityData:
+    """The parity data's test split (users, movies, ratings), and its training split for histories."""
+
     users: np.ndarray
     movies: np.ndarray
     ratings: np.ndarray
     source: str
+    train: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @property
+    def test(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.users, self.movies, self.ratings
 
 
 @dataclasses.dataclass(frozen=True)
 class _Reference:
-    """The SavedModel side of a comparison: the model, its contract, its vocabularies and the data."""
+    """The SavedModel side of a comparison: the model, its signatures, its vocabularies and the data."""
 
     saved_model_dir: Path
     export_dir: Optional[Path]
-    mapping: SignatureMapping
+    signatures: SignatureSet
     scorer: SavedModelScorer
+    functions: SavedModelSignatures
     data: _ParityData
     vocabularies: _Vocabularies
     coverage: float
@@ -102,14 +121,16 @@ def rejected_path_for(model_path: Path) -> Path:
 
 
 def convert_saved_model(saved_model: Path, output: Path, config: Optional[ConversionConfig] = None) -> ConversionResult:
-    """Converts a SavedModel to a .tflite and proves it before writing it.
+    """Converts a SavedModel to a .tflite and proves every signature of it before writing it.
 
-    Steps: find and load the SavedModel; check its signature by name; read the
-    vocabularies (export vocab/ folder, else the model's lookup tables, else
-    the parity data); load the parity data and check it matches; convert with
-    builtin ops only; audit the op table; check the .tflite's signature through
-    an interpreter; embed the manifest; run the file on every installed runtime;
-    measure parity; check each target. All failed checks are raised together.
+    Steps: find and load the SavedModel; check each contract signature it has,
+    by name (`convert.signatures`); read the vocabularies (export vocab/ folder,
+    else the model's lookup tables, else the parity data); load the parity
+    data and check it matches; convert every signature into one flatbuffer with
+    builtin ops only; audit the op table; check each signature again in the
+    .tflite through an interpreter; embed the manifest; run every signature on
+    every installed runtime; measure parity per signature; check each target.
+    All failed checks are raised together.
 
     Args:
         saved_model: the SavedModel folder (or a `python -m train` export folder).
@@ -121,7 +142,7 @@ def convert_saved_model(saved_model: Path, output: Path, config: Optional[Conver
 
     Raises:
         InputError: a path or option is wrong (nothing was converted).
-        ModelSignatureError: the SavedModel or .tflite signature does not fit the contract.
+        ModelSignatureError: a signature of the SavedModel or the .tflite does not fit the contract.
         ParityDataError: the parity data cannot be loaded or does not match the model.
         UnsupportedOpsError: the model needs Flex or custom ops.
         ConversionError: the converter failed.
@@ -133,32 +154,31 @@ def convert_saved_model(saved_model: Path, output: Path, config: Optional[Conver
     output = check_output_path(Path(output))
     _check_runtime_pythons(config.runtime_pythons)
     reference = _load_reference(Path(saved_model), config)
-    saved_model_dir, vocabularies = reference.saved_model_dir, reference.vocabularies
+    saved_model_dir, vocabularies, signatures = reference.saved_model_dir, reference.vocabularies, reference.signatures
 
-    flatbuffer = convert_saved_model_to_flatbuffer(saved_model_dir, config.signature_key, config.quantization)
+    flatbuffer = convert_saved_model_to_flatbuffer(saved_model_dir, signatures.model_keys, config.quantization)
     audit_ops(flatbuffer, f"the {config.quantization.value} conversion of {saved_model_dir}")
 
     with tempfile.TemporaryDirectory(prefix="convert-") as work:
         plain_path = Path(work) / "plain.tflite"
         plain_path.write_bytes(flatbuffer)
-        tflite_mapping = flatbuffer_signature(plain_path, config.signature_key, config.user_input, config.item_input)
-        _check_same_contract(reference.mapping, tflite_mapping)
+        _check_same_signatures(
+            signatures, flatbuffer_signatures(plain_path, config.signature_key, config.user_input, config.item_input)
+        )
 
-        manifest = _manifest(config, reference.export_dir, saved_model_dir, tflite_mapping, vocabularies)
+        manifest = _manifest(config, reference)
         final = embed_manifest(flatbuffer, manifest)
         ops = audit_ops(final, f"the {config.quantization.value} conversion of {saved_model_dir}")
         _check_manifest_round_trip(final, manifest)
         model_path = Path(work) / "model.tflite"
         model_path.write_bytes(final)
 
-        runtimes = run_everywhere(
-            model_path, tflite_mapping, vocabularies.users, vocabularies.movies, reference.scorer, config.runtime_pythons
-        )
-        figures = _measure(reference, model_path, tflite_mapping, runtimes, config.ranking_users)
+        runtimes = _run_everywhere(reference, model_path, config.runtime_pythons)
+        signature_parity = _measure(reference, model_path, runtimes, config.ranking_users)
 
     targets = tuple(check_target(target, ops, runtimes) for target in config.targets)
     tolerances = config.effective_tolerances
-    parity_failures = parity.failed_checks(figures.to_dict(), tolerances)
+    parity_failures = _parity_failures(signature_parity, tolerances)
     target_failures = runtime_disagreements(runtimes) + [
         CheckFailure(check=f"target.{check.target}", message="; ".join(check.notes) or "failed")
         for check in targets
@@ -176,12 +196,15 @@ def convert_saved_model(saved_model: Path, output: Path, config: Optional[Conver
         manifest_bytes=len(manifest.to_json_bytes()),
         saved_model_bytes=sum(f.stat().st_size for f in saved_model_dir.rglob("*") if f.is_file()),
         ops=ops,
-        signature=tflite_mapping,
+        signature=signatures.strings,
+        signature_keys=signatures.model_keys,
+        state_dimension=signatures.state_dimension,
         vocabulary_source=vocabularies.source,
         users=len(vocabularies.users),
         movies=len(vocabularies.movies),
         tolerances=tolerances.to_dict(),
-        parity=figures,
+        parity=signature_parity[signatures.strings.signature_key],
+        signature_parity=signature_parity,
         runtimes=runtimes,
         targets=targets,
         failures=failures,
@@ -196,8 +219,10 @@ def convert_saved_model(saved_model: Path, output: Path, config: Optional[Conver
     return result
 
 
-def check_parity(saved_model: Path, tflite_model: Path, config: Optional[ConversionConfig] = None) -> ParityFigures:
-    """Measures an existing .tflite against its SavedModel, without converting.
+def check_parity(
+    saved_model: Path, tflite_model: Path, config: Optional[ConversionConfig] = None
+) -> dict[str, SignatureFigures]:
+    """Measures every signature of an existing .tflite against its SavedModel, without converting.
 
     The tolerances are `config.tolerances`, else the defaults for the
     quantization recorded in the file's manifest (else `config.quantization`).
@@ -208,7 +233,8 @@ def check_parity(saved_model: Path, tflite_model: Path, config: Optional[Convers
         config: names, parity data, ranking users, tolerances.
 
     Returns:
-        The parity figures (all within the tolerances).
+        Signature key -> its parity figures (all within the tolerances); the
+        strings signature's are a `ParityFigures`.
 
     Raises:
         InputError, ModelSignatureError, ParityDataError: as for `convert_saved_model`.
@@ -219,11 +245,12 @@ def check_parity(saved_model: Path, tflite_model: Path, config: Optional[Convers
     if not tflite_model.is_file():
         raise InputError(f"{tflite_model} does not exist; pass a .tflite written by `python -m convert`")
     reference = _load_reference(Path(saved_model), config)
-    tflite_mapping = flatbuffer_signature(tflite_model, config.signature_key, config.user_input, config.item_input)
-    _check_same_contract(reference.mapping, tflite_mapping)
-    vocabularies = reference.vocabularies
-    runtimes = run_everywhere(tflite_model, tflite_mapping, vocabularies.users, vocabularies.movies, reference.scorer, ())
-    figures = _measure(reference, tflite_model, tflite_mapping, runtimes, config.ranking_users)
+    _check_same_signatures(
+        reference.signatures,
+        flatbuffer_signatures(tflite_model, config.signature_key, config.user_input, config.item_input),
+    )
+    runtimes = _run_everywhere(reference, tflite_model, ())
+    figures = _measure(reference, tflite_model, runtimes, config.ranking_users)
 
     tolerances = config.tolerances
     if tolerances is None:
@@ -233,10 +260,16 @@ def check_parity(saved_model: Path, tflite_model: Path, config: Optional[Convers
             raise InputError(str(error)) from None
         mode = Quantization(manifest.quantization) if manifest else config.quantization
         tolerances = DEFAULT_TOLERANCES[mode]
-    failures = parity.failed_checks(figures.to_dict(), tolerances)
+    failures = _parity_failures(figures, tolerances)
     if failures:
         raise ParityError(failures)
     return figures
+
+
+def _parity_failures(figures: dict[str, SignatureFigures], tolerances) -> list[CheckFailure]:
+    return [
+        failure for key, found in figures.items() for failure in parity.failed_checks(found.to_dict(), tolerances, key)
+    ]
 
 
 # --- inputs ------------------------------------------------------------------
@@ -247,14 +280,42 @@ def _load_reference(saved_model: Path, config: ConversionConfig) -> _Reference:
     saved_model_dir = find_saved_model(saved_model)
     export_dir = _export_folder(saved_model_dir)
     loaded = load_saved_model(saved_model_dir)
-    mapping = resolve_saved_model_signature(
-        loaded, config.signature_key, config.user_input, config.item_input, saved_model_dir
+    signatures = check_signatures(
+        signature_specs(loaded),
+        user_input=config.user_input,
+        item_input=config.item_input,
+        signature_key=config.signature_key,
+        source=f"SavedModel {saved_model_dir}",
     )
-    scorer = SavedModelScorer(loaded, mapping)
+    _check_no_serve_endpoint(loaded, signatures, saved_model_dir)
+    scorer = SavedModelScorer(loaded, signatures.strings)
     data = load_parity_data(config.parity_data)
     vocabularies = _vocabularies(export_dir, scorer, config.parity_data)
     coverage = _check_coverage(data, vocabularies)
-    return _Reference(saved_model_dir, export_dir, mapping, scorer, data, vocabularies, coverage)
+    return _Reference(
+        saved_model_dir,
+        export_dir,
+        signatures,
+        scorer,
+        SavedModelSignatures(loaded, signatures),
+        data,
+        vocabularies,
+        coverage,
+    )
+
+
+def _check_no_serve_endpoint(loaded, signatures: SignatureSet, saved_model_dir: Path) -> None:
+    """Refuses a root `serve` attribute with several signatures: TFLite's converter would keep only serving_default.
+
+    (`TFLiteConverter.from_saved_model` takes such a SavedModel for a Keras
+    `model.export` artifact and converts its `serve` endpoint alone.)
+    """
+    if len(signatures.keys) > 1 and hasattr(loaded, "serve") and not hasattr(loaded, "_default_save_signature"):
+        raise ModelSignatureError(
+            f"SavedModel {saved_model_dir} has a root attribute named 'serve', so TFLite's converter would keep only "
+            f"serving_default and drop {', '.join(signatures.model_keys[1:])}; export it with train.serving "
+            "(whose methods are named score_*, never serve)"
+        )
 
 
 def check_output_path(output: Path) -> Path:
@@ -265,7 +326,9 @@ def check_output_path(output: Path) -> Path:
     """
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
-        raise InputError(f"the folder of --out {output} does not exist ({parent}); create it first or choose another path")
+        raise InputError(
+            f"the folder of --out {output} does not exist ({parent}); create it first or choose another path"
+        )
     if output.is_dir():
         raise InputError(f"--out {output} is a folder; give a file path such as {output / 'model.tflite'}")
     return output
@@ -275,7 +338,9 @@ def _check_runtime_pythons(pythons: Sequence[str]) -> None:
     for python in pythons:
         path = Path(python)
         if not path.is_file() or not os.access(path, os.X_OK):
-            raise InputError(f"--runtime-python {python} is not an executable file; give the path of a python in a venv")
+            raise InputError(
+                f"--runtime-python {python} is not an executable file; give the path of a python in a venv"
+            )
 
 
 def _export_folder(saved_model_dir: Path) -> Optional[Path]:
@@ -290,7 +355,7 @@ def _export_folder(saved_model_dir: Path) -> Optional[Path]:
 
 @functools.lru_cache(maxsize=2)  # several conversions in one process share the split
 def load_parity_data(source: Optional[str]) -> _ParityData:
-    """The test split of `source` (the offline MovieLens 100K copy by default).
+    """The test and training splits of `source` (the offline MovieLens 100K copy by default).
 
     Raises:
         ParityDataError: the source cannot be loaded or split.
@@ -298,7 +363,7 @@ def load_parity_data(source: Optional[str]) -> _ParityData:
     from train.data import load_ratings, split_ratings
 
     try:
-        _, test_rows = split_ratings(load_ratings(source))
+        train_rows, test_rows = split_ratings(load_ratings(source))
     except TrainError as error:
         raise ParityDataError(f"parity data: {error}") from None
     return _ParityData(
@@ -306,12 +371,23 @@ def load_parity_data(source: Optional[str]) -> _ParityData:
         movies=np.asarray(test_rows.movie_title, dtype=object),
         ratings=np.asarray(test_rows.user_rating, dtype=np.float32),
         source=test_rows.source or str(source),
+        train=(
+            np.asarray(train_rows.user_id, dtype=object),
+            np.asarray(train_rows.movie_title, dtype=object),
+            np.asarray(train_rows.user_rating, dtype=np.float32),
+        ),
     )
 
 
-def _vocabularies(export_dir: Optional[Path], reference: SavedModelScorer, parity_source: Optional[str]) -> _Vocabularies:
+def _vocabularies(
+    export_dir: Optional[Path], reference: SavedModelScorer, parity_source: Optional[str]
+) -> _Vocabularies:
     tables = vocabularies_from_tables(reference)
-    if export_dir is not None and (export_dir / artifacts.USERS_VOCAB).is_file() and (export_dir / artifacts.MOVIES_VOCAB).is_file():
+    if (
+        export_dir is not None
+        and (export_dir / artifacts.USERS_VOCAB).is_file()
+        and (export_dir / artifacts.MOVIES_VOCAB).is_file()
+    ):
         users = artifacts.read_vocabulary(export_dir / artifacts.USERS_VOCAB)
         movies = artifacts.read_vocabulary(export_dir / artifacts.MOVIES_VOCAB)
         if tables is not None and (set(tables[0]) != set(users) or set(tables[1]) != set(movies)):
@@ -331,7 +407,9 @@ def _vocabularies(export_dir: Optional[Path], reference: SavedModelScorer, parit
     except TrainError as error:
         raise ParityDataError(f"parity data: {error}") from None
     return _Vocabularies(
-        [str(u) for u in ratings.unique_users()], [str(m) for m in ratings.unique_movies()], "parity data (all ids in the ratings)"
+        [str(u) for u in ratings.unique_users()],
+        [str(m) for m in ratings.unique_movies()],
+        "parity data (all ids in the ratings)",
     )
 
 
@@ -349,37 +427,45 @@ def _check_coverage(data: _ParityData, vocabularies: _Vocabularies) -> float:
     return coverage
 
 
-def _check_same_contract(saved_model: SignatureMapping, tflite: SignatureMapping) -> None:
-    if (saved_model.user_input, saved_model.item_input, saved_model.output) != (
-        tflite.user_input,
-        tflite.item_input,
-        tflite.output,
-    ):
+def _check_same_signatures(saved_model: SignatureSet, tflite: SignatureSet) -> None:
+    """The .tflite answers exactly the SavedModel's signatures, with the same strings mapping and state size."""
+    missing = [key for key in saved_model.model_keys if key not in tflite.model_keys]
+    if missing:
         raise ModelSignatureError(
-            f"the converted .tflite's signature ({tflite.user_input}, {tflite.item_input}) -> {tflite.output} "
-            f"differs from the SavedModel's ({saved_model.user_input}, {saved_model.item_input}) -> {saved_model.output}"
+            f"the converted .tflite lacks the signature(s) {', '.join(missing)} that the SavedModel has "
+            f"(it has {', '.join(tflite.model_keys)}); report this with the SavedModel"
+        )
+    if tflite.keys != saved_model.keys or tflite.state_dimension != saved_model.state_dimension:
+        raise ModelSignatureError(
+            f"the converted .tflite answers {tflite.describe()}, the SavedModel {saved_model.describe()}; "
+            "report this with the SavedModel"
+        )
+    ours, theirs = saved_model.strings, tflite.strings
+    if (ours.user_input, ours.item_input, ours.output) != (theirs.user_input, theirs.item_input, theirs.output):
+        raise ModelSignatureError(
+            f"the converted .tflite's signature ({theirs.user_input}, {theirs.item_input}) -> {theirs.output} "
+            f"differs from the SavedModel's ({ours.user_input}, {ours.item_input}) -> {ours.output}"
         )
 
 
 # --- manifest ----------------------------------------------------------------
 
 
-def _manifest(
-    config: ConversionConfig,
-    export_dir: Optional[Path],
-    saved_model_dir: Path,
-    mapping: SignatureMapping,
-    vocabularies: _Vocabularies,
-) -> Manifest:
+def _manifest(config: ConversionConfig, reference: _Reference) -> Manifest:
     tf = import_tensorflow()
+    export_dir, vocabularies, signatures = reference.export_dir, reference.vocabularies, reference.signatures
     metrics: dict[str, Any] = {}
     if export_dir is not None and (export_dir / artifacts.METRICS_FILE).is_file():
         try:
             metrics = json.loads((export_dir / artifacts.METRICS_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
-            raise InputError(f"{export_dir / artifacts.METRICS_FILE} is not readable JSON ({error}); train again") from None
+            raise InputError(
+                f"{export_dir / artifacts.METRICS_FILE} is not readable JSON ({error}); train again"
+            ) from None
     name = config.model_name or (
-        f"movielens-ranking-{metrics['preset']}" if metrics.get("preset") else (export_dir or saved_model_dir).name
+        f"movielens-ranking-{metrics['preset']}"
+        if metrics.get("preset")
+        else (export_dir or reference.saved_model_dir).name
     )
     return Manifest.create(
         users=vocabularies.users,
@@ -389,9 +475,9 @@ def _manifest(
         created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         tensorflow_version=tf.__version__,
         quantization=config.quantization.value,
-        signature=mapping,
-        signatures=(contract.STRINGS,),
-        state_dimension=None,
+        signature=signatures.strings,
+        signatures=signatures.keys,
+        state_dimension=signatures.state_dimension,
         training_metrics=metrics,
     )
 
@@ -405,35 +491,90 @@ def _check_manifest_round_trip(flatbuffer: bytes, manifest: Manifest) -> None:
 # --- parity ------------------------------------------------------------------
 
 
-def _measure(reference: _Reference, model_path: Path, mapping: SignatureMapping, runtimes, ranking_users: int) -> ParityFigures:
-    candidate, interpreter = parity_interpreter(model_path, mapping, runtimes)
-    return measure_parity(
-        reference.scorer, candidate, reference.data, reference.vocabularies, ranking_users, reference.coverage, interpreter
-    )
-
-
-def measure_parity(
-    reference,
-    candidate,
-    data: _ParityData,
-    vocabularies: _Vocabularies,
-    ranking_users: int,
-    coverage: float,
-    interpreter: str,
-) -> ParityFigures:
-    """Scores the test pairs, then `ranking_users` users against every movie, with both scorers.
-
-    The ranked users are spread evenly over the sorted known users of the test split.
-    """
-    pair = parity.pair_figures(reference(data.users, data.movies), candidate(data.users, data.movies), data.ratings)
-
-    known_users = np.asarray(sorted(set(data.users) & set(vocabularies.users)), dtype=object)
-    chosen = known_users[np.unique(np.linspace(0, len(known_users) - 1, min(ranking_users, len(known_users))).round().astype(int))]
+def _run_everywhere(reference: _Reference, model_path: Path, pythons: Sequence[str]):
+    """Calls every signature once on each runtime, with realistic inputs, against the SavedModel's outputs."""
+    signatures, vocabularies = reference.signatures, reference.vocabularies
+    strings = signatures.strings
     movies = np.asarray(vocabularies.movies, dtype=object)
-    reference_scores = reference(np.repeat(chosen, len(movies)), np.tile(movies, len(chosen))).reshape(len(chosen), len(movies))
-    candidate_scores = np.stack([candidate(np.full(len(movies), user, dtype=object), movies) for user in chosen])
-    ranking = parity.ranking_figures(reference_scores, candidate_scores)
-    return ParityFigures(coverage=coverage, interpreter=interpreter, **pair, **ranking)
+    user = vocabularies.users[0]
+    users = np.full(len(movies), user, dtype=object)
+    calls = {strings.signature_key: {strings.user_input: users, strings.item_input: movies}}
+    expected = {strings.signature_key: {strings.output: reference.scorer(users, movies)}}
+    all_rows = np.arange(1, len(movies) + 1, dtype=np.int32)
+    k = np.array([PROBE_TOP_K], np.int32)
+    if contract.SCORE_ROWS in signatures.keys:
+        calls[contract.SCORE_ROWS] = {contract.USER_ROW: np.array([1], np.int32), contract.ITEM_ROWS: all_rows}
+        calls[contract.TOP_K] = {contract.USER_ROW: np.array([1], np.int32), contract.K: k}
+    if signatures.personalized:
+        titles, ratings = history_of(reference.data.train, user, PROBE_HISTORY_LENGTH, position=0)
+        history = {contract.HISTORY_TITLES: titles, contract.HISTORY_RATINGS: ratings}
+        calls[contract.SCORE_HISTORY] = {**history, contract.MOVIE_TITLE: movies}
+        calls[contract.USER_STATE] = history
+        state = {
+            name: np.asarray(value, np.float32).reshape(-1)
+            for name, value in reference.functions(contract.USER_STATE, **history).items()
+        }
+        calls[contract.SCORE_ROWS_FOR_STATE] = {**state, contract.ITEM_ROWS: all_rows}
+        calls[contract.TOP_K_FOR_STATE] = {**state, contract.K: k}
+    for key, inputs in calls.items():
+        if key != strings.signature_key:
+            expected[key] = reference.functions(key, **inputs)
+    return run_everywhere(model_path, calls, expected, pythons, candidates=len(movies))
+
+
+def _measure(reference: _Reference, model_path: Path, runtimes, ranking_users: int) -> dict[str, SignatureFigures]:
+    """Every signature's parity figures, by key; the strings signature's first."""
+    signatures = reference.signatures
+    candidate, interpreter, label = parity_interpreter(model_path, signatures.strings, runtimes)
+    data, vocabularies = reference.data, reference.vocabularies
+    reference_pairs = reference.scorer(data.users, data.movies)
+    pair = parity.pair_figures(reference_pairs, candidate(data.users, data.movies), data.ratings)
+
+    chosen = _ranked_users(data, vocabularies, ranking_users)
+    movies = np.asarray(vocabularies.movies, dtype=object)
+    reference_matrix = reference.scorer(np.repeat(chosen, len(movies)), np.tile(movies, len(chosen))).reshape(
+        len(chosen), len(movies)
+    )
+    candidate_matrix = np.stack([candidate(np.full(len(movies), user, dtype=object), movies) for user in chosen])
+    ranking = parity.ranking_figures(reference_matrix, candidate_matrix)
+    figures: dict[str, SignatureFigures] = {
+        signatures.strings.signature_key: ParityFigures(
+            coverage=reference.coverage,
+            interpreter=label,
+            ranking_max_abs_diff=parity.max_abs_difference(reference_matrix, candidate_matrix),
+            **pair,
+            **ranking,
+        )
+    }
+    if len(signatures.keys) > 1:
+        context = ParityContext(
+            movies=tuple(vocabularies.movies),
+            user_rows={user: row for row, user in enumerate(vocabularies.users, start=1)},
+            movie_rows={movie: row for row, movie in enumerate(vocabularies.movies, start=1)},
+            coverage=reference.coverage,
+            interpreter=label,
+        )
+        users = ParityUsers(chosen, context.user_rows, data.test, data.train if signatures.personalized else None)
+        strings_pairs = (data.users, data.movies, data.ratings, reference_pairs)
+        figures.update(
+            measure_signatures(
+                signatures,
+                reference.functions,
+                TfliteSignatures(interpreter),
+                users,
+                context,
+                strings_pairs,
+                reference_matrix,
+            )
+        )
+    return figures
+
+
+def _ranked_users(data: _ParityData, vocabularies: _Vocabularies, count: int) -> np.ndarray:
+    """`count` users spread evenly over the sorted known users of the test split."""
+    known_users = np.asarray(sorted(set(data.users) & set(vocabularies.users)), dtype=object)
+    spread = np.linspace(0, len(known_users) - 1, min(count, len(known_users))).round().astype(int)
+    return known_users[np.unique(spread)]
 
 
 # --- files -------------------------------------------------------------------

@@ -148,16 +148,34 @@ def ranking_figures(reference: np.ndarray, candidate: np.ndarray, k: int = TOP_K
     }
 
 
-def failed_checks(figures: dict, tolerances: Tolerances) -> list[CheckFailure]:
-    """Holds parity figures against the bounds; returns every check that fails."""
+def max_abs_difference(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """The largest |candidate - reference| over two arrays of the same shape (0 when empty)."""
+    difference = np.asarray(candidate, np.float64) - np.asarray(reference, np.float64)
+    return float(np.max(np.abs(difference), initial=0.0))
+
+
+# Figure -> the tolerance that bounds it, and whether the bound is an upper one.
+CHECKED_FIGURES = (
+    ("max_abs_diff", "max_abs_diff", True),
+    ("ranking_max_abs_diff", "max_abs_diff", True),
+    ("rmse_diff", "rmse_diff", True),
+    ("top10_overlap", "top10_overlap", False),
+    ("kendall_tau", "kendall_tau", False),
+    ("top10_identical", "top10_identical", False),
+)
+
+
+def failed_checks(figures: dict, tolerances: Tolerances, signature: Optional[str] = None) -> list[CheckFailure]:
+    """Holds one signature's parity figures against the bounds; returns every check that fails.
+
+    Each figure the signature reports is held to its bound (`CHECKED_FIGURES`);
+    one that is None, NaN or out of bounds fails. Checks are named
+    `parity.SIGNATURE.FIGURE` (`parity.FIGURE` without a signature).
+    """
     failures = []
-    for name, bound, upper in (
-        ("max_abs_diff", tolerances.max_abs_diff, True),
-        ("rmse_diff", tolerances.rmse_diff, True),
-        ("top10_overlap", tolerances.top10_overlap, False),
-        ("kendall_tau", tolerances.kendall_tau, False),
-    ):
-        if bound is None:
+    for name, bound_name, upper in CHECKED_FIGURES:
+        bound = getattr(tolerances, bound_name)
+        if bound is None or name not in figures:
             continue
         figure: Optional[float] = figures[name]
         broken = figure is None or not np.isfinite(figure) or (figure > bound if upper else figure < bound)
@@ -165,9 +183,10 @@ def failed_checks(figures: dict, tolerances: Tolerances) -> list[CheckFailure]:
             relation = "<=" if upper else ">="
             failures.append(
                 CheckFailure(
-                    check=f"parity.{name}",
-                    message=f"{name} is {_figure(figure)}, must be {relation} {_figure(bound)} "
-                    f"(loosen with --tolerance {name}=VALUE only if that is acceptable)",
+                    check=f"parity.{signature}.{name}" if signature else f"parity.{name}",
+                    message=f"{signature + ': ' if signature else ''}{name} is {_figure(figure)}, must be {relation} "
+                    f"{_figure(bound)} "
+                    f"(loosen with --tolerance {bound_name}=VALUE only if that is acceptable)",
                     figure=figure,
                     bound=bound,
                 )

@@ -2,8 +2,9 @@
 
 For each package (LiteRT, tflite-runtime, tf.lite) the file is run twice: with
 the package's default delegates (XNNPACK) and with builtin kernels only
-(`OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`). Each run ranks one
-batch of candidates through the signature runner, inputs mapped by name.
+(`OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`). Each run calls every
+signature it is given through the interpreter's signature runners, inputs
+mapped by name, and times each one.
 
 Needs numpy, `device_runtime` and an interpreter; never imports TensorFlow
 unless tf.lite is asked for. Other Pythons (for example a venv with
@@ -11,7 +12,8 @@ tflite-runtime and numpy<2) run it as
 
     python -m convert.runtime_probe REQUEST.json
 
-which prints a JSON list of results on stdout.
+which prints a JSON list of results on stdout. A request holds the model's
+path and, per signature key, its inputs as `encode_inputs` writes them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -32,26 +34,47 @@ LATENCY_WARMUP_RUNS = 2
 LATENCY_RUNS = 30
 PROBE_THREADS = 1  # single-threaded, as on a small board; figures stay comparable
 _ERROR_CHARS = 300
+_DTYPES = {"string": object, "int32": np.int32, "float32": np.float32}
+
+
+def encode_inputs(inputs: Mapping[str, np.ndarray]) -> dict:
+    """A signature's numpy inputs as JSON: name -> {"dtype": "string"|"int32"|"float32", "values": [...]}."""
+    encoded = {}
+    for name, value in inputs.items():
+        value = np.asarray(value)
+        dtype = "string" if value.dtype == object or value.dtype.kind in "SU" else str(value.dtype)
+        if dtype not in _DTYPES:
+            raise ValueError(f"input {name!r} has dtype {dtype}; the probe takes {', '.join(_DTYPES)}")
+        values = [str(v) for v in value.reshape(-1)] if dtype == "string" else value.reshape(-1).tolist()
+        encoded[name] = {"dtype": dtype, "shape": list(value.shape), "values": values}
+    return encoded
+
+
+def _decode_inputs(encoded: Mapping[str, dict]) -> dict[str, np.ndarray]:
+    inputs = {}
+    for name, spec in encoded.items():
+        if spec["dtype"] == "string":
+            inputs[name] = encode_strings(spec["values"]).reshape(spec["shape"])
+        else:
+            inputs[name] = np.asarray(spec["values"], dtype=_DTYPES[spec["dtype"]]).reshape(spec["shape"])
+    return inputs
 
 
 def probe_backends(
     model_path: str,
-    signature: dict,
-    users: Sequence[str],
-    items: Sequence[str],
+    calls: Mapping[str, Mapping[str, dict]],
     backends: Sequence[Backend] = (Backend.LITERT, Backend.TFLITE_RUNTIME, Backend.TENSORFLOW),
 ) -> list[dict]:
     """Runs the model on every installed backend among `backends`.
 
     Args:
         model_path: the .tflite file.
-        signature: a `SignatureMapping.to_dict()`: which inputs take users and items.
-        users / items: one batch of (user, item) pairs to score.
+        calls: signature key -> its inputs (`encode_inputs`); each is called and timed.
         backends: the packages to try; those not installed are left out.
 
     Returns:
-        One dict per installed backend, in the `RuntimeCheck` layout, each run
-        with "scores" (list of floats) for the caller to compare.
+        One dict per installed backend, in the `RuntimeCheck` layout; each run
+        holds per signature its "outputs" (lists) for the caller to compare.
     """
     results = []
     for backend in backends:
@@ -59,11 +82,11 @@ def probe_backends(
             package = import_backend(backend)
         except BackendError:
             continue
-        results.append(_probe_package(package, model_path, signature, users, items))
+        results.append(_probe_package(package, model_path, calls))
     return results
 
 
-def _probe_package(package, model_path, signature, users, items) -> dict:
+def _probe_package(package, model_path, calls) -> dict:
     runs = {}
     load_errors = []
     for key, delegates in (
@@ -78,7 +101,9 @@ def _probe_package(package, model_path, signature, users, items) -> dict:
             load_errors.append(_first_sentence(error))
             runs[key] = None
             continue
-        runs[key] = _timed_run(interpreter, signature, users, items)
+        signatures = {signature: _timed_call(interpreter, signature, inputs) for signature, inputs in calls.items()}
+        failed = next((run for run in signatures.values() if not run["runs"]), None)
+        runs[key] = {"runs": failed is None, "error": failed["error"] if failed else None, "signatures": signatures}
     loads = any(run is not None for run in runs.values())
     return {
         "runtime": package.backend.value,
@@ -86,22 +111,22 @@ def _probe_package(package, model_path, signature, users, items) -> dict:
         "python": sys.executable,
         "loads": loads,
         "load_error": None if loads else (load_errors[0] if load_errors else "unknown error"),
-        "candidates": len(items),
         **runs,
     }
 
 
 def encode_strings(values: Sequence[str]) -> np.ndarray:
     """UTF-8 bytes for a string input tensor (numpy's bytes_ would encode as ASCII)."""
-    return np.array([value.encode("utf-8") if isinstance(value, str) else bytes(value) for value in values], dtype=object)
+    return np.array(
+        [value.encode("utf-8") if isinstance(value, str) else bytes(value) for value in values], dtype=object
+    )
 
 
-def _timed_run(interpreter, signature: dict, users, items) -> dict:
-    inputs = {signature["user_input"]: encode_strings(users), signature["item_input"]: encode_strings(items)}
+def _timed_call(interpreter, key: str, encoded: Mapping[str, dict]) -> dict:
+    inputs = _decode_inputs(encoded)
     try:
-        runner = interpreter.get_signature_runner(signature["signature_key"])
-        outputs = runner(**inputs)
-        scores = np.asarray(outputs[signature["output"]], dtype=np.float32).reshape(-1)
+        runner = interpreter.get_signature_runner(key)
+        outputs = {name: np.asarray(value) for name, value in runner(**inputs).items()}
         for _ in range(LATENCY_WARMUP_RUNS):
             runner(**inputs)
         timings = []
@@ -110,15 +135,16 @@ def _timed_run(interpreter, signature: dict, users, items) -> dict:
             runner(**inputs)
             timings.append((time.perf_counter() - started) * 1000.0)
     except Exception as error:  # noqa: BLE001 - e.g. XNNPACK failing to prepare
-        return {"runs": False, "error": _first_sentence(error), "latency_ms": None, "scores": None}
-    if scores.size != len(items) or not np.all(np.isfinite(scores)):
-        return {
-            "runs": False,
-            "error": f"returned {scores.size} scores for {len(items)} candidates, or non-finite scores",
-            "latency_ms": None,
-            "scores": None,
-        }
-    return {"runs": True, "error": None, "latency_ms": statistics.median(timings), "scores": scores.tolist()}
+        return {"runs": False, "error": f"{key}: {_first_sentence(error)}", "latency_ms": None, "outputs": None}
+    floats = [value for value in outputs.values() if value.dtype.kind == "f"]
+    if not all(np.all(np.isfinite(value)) for value in floats):
+        return {"runs": False, "error": f"{key}: returned non-finite values", "latency_ms": None, "outputs": None}
+    return {
+        "runs": True,
+        "error": None,
+        "latency_ms": statistics.median(timings),
+        "outputs": {name: value.reshape(-1).tolist() for name, value in outputs.items()},
+    }
 
 
 def _first_sentence(error: BaseException) -> str:
@@ -129,14 +155,16 @@ def _first_sentence(error: BaseException) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Reads a request {model_path, signature, users, items} and prints the results as JSON."""
+    """Reads a request {model_path, calls, backends} and prints the results as JSON."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1:
         print("usage: python -m convert.runtime_probe REQUEST.json", file=sys.stderr)
         return 2
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    backends = [Backend(name) for name in request.get("backends", [b.value for b in (Backend.LITERT, Backend.TFLITE_RUNTIME)])]
-    results = probe_backends(request["model_path"], request["signature"], request["users"], request["items"], backends)
+    backends = [
+        Backend(name) for name in request.get("backends", [b.value for b in (Backend.LITERT, Backend.TFLITE_RUNTIME)])
+    ]
+    results = probe_backends(request["model_path"], request["calls"], backends)
     json.dump(results, sys.stdout)
     return 0
 

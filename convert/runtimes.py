@@ -13,13 +13,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 from convert import runtime_probe
 from convert.errors import InputError, TargetError
-from convert.results import CheckFailure, DelegateRun, OpInfo, RuntimeCheck, TargetCheck
+from convert.results import CheckFailure, DelegateRun, OpInfo, RuntimeCheck, SignatureRun, TargetCheck
 from convert.targets import TARGETS, Target
 from convert.tflite import target_op_problems
 from device_runtime.backends import Backend, Delegates, create_interpreter, import_backend
@@ -36,30 +36,27 @@ PARITY_PREFERENCE = (Backend.LITERT, Backend.TFLITE_RUNTIME, Backend.TENSORFLOW)
 
 def run_everywhere(
     model_path: Path,
-    mapping: SignatureMapping,
-    users: Sequence[str],
-    movies: Sequence[str],
-    reference: Callable[[Sequence[str], Sequence[str]], np.ndarray],
+    calls: Mapping[str, Mapping[str, np.ndarray]],
+    expected: Mapping[str, Mapping[str, np.ndarray]],
     pythons: Sequence[str],
+    candidates: int,
 ) -> tuple[RuntimeCheck, ...]:
-    """Ranks every movie for one user on each installed runtime, here and in `pythons`.
+    """Calls every signature on each installed runtime, here and in `pythons`, against the SavedModel.
 
     Args:
         model_path: the .tflite to run.
-        mapping: its validated signature.
-        users / movies: the vocabularies; the first user ranks every movie.
-        reference: the SavedModel's scorer, to compare each runtime's scores.
+        calls: signature key -> its inputs by name (one realistic call each).
+        expected: signature key -> the SavedModel's outputs for those inputs.
         pythons: other Python executables to run `convert.runtime_probe` in.
+        candidates: how many candidates the strings call scores (for the report).
 
     Returns:
         One check per (runtime, version, Python), duplicates dropped.
     """
-    user = users[0]
-    items = list(movies)
-    expected = reference([user] * len(items), items)
-    raw = runtime_probe.probe_backends(str(model_path), mapping.to_dict(), [user] * len(items), items)
+    encoded = {key: runtime_probe.encode_inputs(inputs) for key, inputs in calls.items()}
+    raw = runtime_probe.probe_backends(str(model_path), encoded)
     for python in pythons:
-        raw.extend(probe_in(python, model_path, mapping, [user] * len(items), items))
+        raw.extend(probe_in(python, model_path, encoded))
     checks = []
     seen = set()
     for entry in raw:
@@ -67,15 +64,10 @@ def run_everywhere(
         if key in seen:
             continue
         seen.add(key)
-        runs = {}
-        for name in ("with_default_delegates", "without_default_delegates"):
-            run = entry.get(name)
-            if run is None:
-                runs[name] = None
-                continue
-            scores = run.get("scores")
-            difference = None if scores is None else float(np.max(np.abs(np.asarray(scores, np.float32) - expected)))
-            runs[name] = DelegateRun(runs=run["runs"], error=run["error"], latency_ms=run["latency_ms"], max_abs_diff=difference)
+        runs = {
+            name: _delegate_run(entry.get(name), expected)
+            for name in ("with_default_delegates", "without_default_delegates")
+        }
         checks.append(
             RuntimeCheck(
                 runtime=entry["runtime"],
@@ -83,19 +75,49 @@ def run_everywhere(
                 python=entry["python"],
                 loads=entry["loads"],
                 load_error=entry["load_error"],
-                candidates=entry.get("candidates", len(items)),
+                candidates=candidates,
                 **runs,
             )
         )
     return tuple(checks)
 
 
-def probe_in(python: str, model_path: Path, mapping: SignatureMapping, users: list, items: list) -> list[dict]:
+def _delegate_run(run: Optional[dict], expected: Mapping[str, Mapping[str, np.ndarray]]) -> Optional[DelegateRun]:
+    if run is None:
+        return None
+    signatures = {}
+    for key, call in run["signatures"].items():
+        difference = None if call["outputs"] is None else _max_difference(call["outputs"], expected[key])
+        signatures[key] = SignatureRun(call["runs"], call["error"], call["latency_ms"], difference)
+    differences = [s.max_abs_diff for s in signatures.values() if s.max_abs_diff is not None]
+    first = next(iter(signatures.values()), None)
+    return DelegateRun(
+        runs=run["runs"],
+        error=run["error"],
+        latency_ms=first.latency_ms if first is not None else None,  # the strings signature comes first
+        max_abs_diff=max(differences) if differences else None,
+        signatures=signatures,
+    )
+
+
+def _max_difference(outputs: Mapping[str, list], expected: Mapping[str, np.ndarray]) -> float:
+    """The largest |output - expected| over the float outputs (top-k scores come sorted on both sides)."""
+    largest = 0.0
+    for name, reference in expected.items():
+        reference = np.asarray(reference)
+        if reference.dtype.kind != "f":
+            continue  # top-k rows may swap on near-ties; parity judges them
+        found = np.asarray(outputs.get(name, []), np.float64).reshape(-1)
+        if found.shape != reference.reshape(-1).shape:
+            return float("inf")
+        largest = max(largest, float(np.max(np.abs(found - reference.reshape(-1)), initial=0.0)))
+    return largest
+
+
+def probe_in(python: str, model_path: Path, calls: Mapping[str, dict]) -> list[dict]:
     request = {
         "model_path": str(model_path),
-        "signature": mapping.to_dict(),
-        "users": users,
-        "items": items,
+        "calls": calls,
         "backends": [Backend.LITERT.value, Backend.TFLITE_RUNTIME.value],
     }
     request_path = model_path.with_name("probe-request.json")
@@ -113,7 +135,11 @@ def probe_in(python: str, model_path: Path, mapping: SignatureMapping, users: li
             check=False,
         )
         if completed.returncode != 0:
-            raise ValueError(completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else f"exit {completed.returncode}")
+            raise ValueError(
+                completed.stderr.strip().splitlines()[-1]
+                if completed.stderr.strip()
+                else f"exit {completed.returncode}"
+            )
         return json.loads(completed.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired) as error:
         raise InputError(
@@ -140,7 +166,11 @@ class TfliteScorer:
 
 
 def parity_interpreter(model_path: Path, mapping: SignatureMapping, runtimes: Sequence[RuntimeCheck]):
-    """Opens the preferred runtime that ran the file in this Python (default delegates if they worked)."""
+    """Opens the preferred runtime that ran the file in this Python (default delegates if all signatures ran with them).
+
+    Returns:
+        (the strings signature's scorer, the interpreter, a label naming the runtime and its delegates).
+    """
     here = os.path.realpath(sys.executable)
     for backend in PARITY_PREFERENCE:
         for check in runtimes:
@@ -154,13 +184,18 @@ def parity_interpreter(model_path: Path, mapping: SignatureMapping, runtimes: Se
             )
             runner = interpreter.get_signature_runner(mapping.signature_key)
             label = f"{check.label} ({'default delegates' if with_delegates else 'builtin kernels only'})"
-            return TfliteScorer(runner, mapping), label
+            return TfliteScorer(runner, mapping), interpreter, label
     reasons = "; ".join(
         f"{c.label}: {c.load_error or (c.with_default_delegates and c.with_default_delegates.error) or 'failed'}"
         for c in runtimes
     )
     raise TargetError(
-        [CheckFailure(check="runtime", message=f"no installed runtime could run the converted file ({reasons or 'none installed'})")]
+        [
+            CheckFailure(
+                check="runtime",
+                message=f"no installed runtime could run the converted file ({reasons or 'none installed'})",
+            )
+        ]
     )
 
 
@@ -168,17 +203,24 @@ def runtime_disagreements(runtimes: Sequence[RuntimeCheck]) -> list[CheckFailure
     """Runs whose scores differ from the SavedModel's by more than `RUNTIME_MAX_ABS_DIFF`."""
     failures = []
     for check in runtimes:
-        for label, run in (("default delegates", check.with_default_delegates), ("builtin kernels", check.without_default_delegates)):
-            if run is not None and run.runs and run.max_abs_diff is not None and run.max_abs_diff > RUNTIME_MAX_ABS_DIFF:
-                failures.append(
-                    CheckFailure(
-                        check=f"runtime.{check.runtime}",
-                        message=f"{check.label} with {label} differs from the SavedModel by {run.max_abs_diff:.3g} "
-                        f"(must be <= {RUNTIME_MAX_ABS_DIFF:g}): it computes something else; do not ship to it",
-                        figure=run.max_abs_diff,
-                        bound=RUNTIME_MAX_ABS_DIFF,
+        for label, run in (
+            ("default delegates", check.with_default_delegates),
+            ("builtin kernels", check.without_default_delegates),
+        ):
+            if run is None:
+                continue
+            for key, call in run.signatures.items():
+                if call.runs and call.max_abs_diff is not None and call.max_abs_diff > RUNTIME_MAX_ABS_DIFF:
+                    failures.append(
+                        CheckFailure(
+                            check=f"runtime.{check.runtime}.{key}",
+                            message=f"{check.label} with {label} differs from the SavedModel by "
+                            f"{call.max_abs_diff:.3g} on {key} (must be <= {RUNTIME_MAX_ABS_DIFF:g}): it computes "
+                            "something else; do not ship to it",
+                            figure=call.max_abs_diff,
+                            bound=RUNTIME_MAX_ABS_DIFF,
+                        )
                     )
-                )
     return failures
 
 

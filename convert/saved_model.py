@@ -1,4 +1,4 @@
-"""The SavedModel side: find it, load it, read its signatures, score pairs, read its vocabularies."""
+"""The SavedModel side: find it, load it, describe its signatures, score pairs, read its vocabularies."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from convert.errors import InputError, ModelSignatureError
-from device_runtime.errors import SignatureError
-from device_runtime.signature import SignatureMapping, TensorSpec, dtype_name, resolve_signature
+from convert.errors import InputError
+from device_runtime.signature import SignatureMapping, TensorSpec, dtype_name
 from train.artifacts import SAVED_MODEL_DIR
 
 logger = logging.getLogger(__name__)
@@ -79,7 +78,9 @@ def signature_specs(loaded: Any) -> dict[str, dict[str, list[TensorSpec]]]:
         if isinstance(outputs_structure, Mapping):
             outputs = [_tensor_spec(name, spec) for name, spec in sorted(outputs_structure.items())]
         else:
-            outputs = [_tensor_spec(getattr(spec, "name", f"output_{i}"), spec) for i, spec in enumerate(outputs_structure)]
+            outputs = [
+                _tensor_spec(getattr(spec, "name", f"output_{i}"), spec) for i, spec in enumerate(outputs_structure)
+            ]
         signatures[key] = {"inputs": inputs, "outputs": outputs}
     return signatures
 
@@ -88,22 +89,6 @@ def _tensor_spec(name: str, spec: Any) -> TensorSpec:
     shape = spec.shape
     dims = () if shape.rank is None else tuple(-1 if d is None else int(d) for d in shape.as_list())
     return TensorSpec(name=str(name), dtype=dtype_name(spec.dtype), shape=dims)
-
-
-def resolve_saved_model_signature(
-    loaded: Any, signature_key: str, user_input: Optional[str], item_input: Optional[str], source: Path
-) -> SignatureMapping:
-    """Checks the SavedModel's signature against the contract, by name.
-
-    Raises:
-        ModelSignatureError: no such signature, or its inputs/outputs do not fit.
-    """
-    try:
-        return resolve_signature(
-            signature_specs(loaded), user_input=user_input, item_input=item_input, signature_key=signature_key
-        )
-    except SignatureError as error:
-        raise ModelSignatureError(f"SavedModel {source}: {error}") from None
 
 
 class SavedModelScorer:

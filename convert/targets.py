@@ -5,9 +5,11 @@ than its kernels ("Didn't find op for builtin opcode 'FULLY_CONNECTED' version
 '12'"), so the converter compares the flatbuffer's op codes with these tables
 before any device sees the file.
 
-How the tables were measured (x86_64, this repository's models): every op that
-appears in any variant the kit produces was written into copies of a float32
-model with its version set to 1..15, and each copy was loaded with the
+How the tables were measured (x86_64, ai-edge-litert 2.3.0 and tflite-runtime
+2.14.0): every op that appears in any variant the kit produces (float32,
+float16, dynamic-int8 and weight-only-int8 of both served families, every
+signature of `train.serving`) was written into copies of a weight-only-int8
+model with its version set to 1..16, and each copy was loaded with the
 runtime's `Interpreter(..., experimental_op_resolver_type=
 BUILTIN_WITHOUT_DEFAULT_DELEGATES)`; the highest version that loaded is the
 bound. tflite-runtime 2.14.0 ran under numpy 1.26 (it cannot load any model
@@ -24,36 +26,82 @@ from convert.errors import InputError
 
 MAX_OP_VERSIONS_LITERT_2_3: Mapping[str, int] = {
     "ADD": 6,
+    "BATCH_MATMUL": 4,
+    "BROADCAST_TO": 4,
     "CALL_ONCE": 1,
+    "CAST": 9,
     "CONCATENATION": 7,
     "DEQUANTIZE": 9,
+    "DIV": 2,
+    "EQUAL": 5,
+    "EXPAND_DIMS": 1,
     "FULLY_CONNECTED": 14,
     "GATHER": 8,
+    "GREATER": 2,
+    "GREATER_EQUAL": 3,
     "HASHTABLE": 1,
     "HASHTABLE_FIND": 1,
     "HASHTABLE_IMPORT": 1,
+    "LESS": 3,
+    "LOGICAL_AND": 1,
     "MAXIMUM": 4,
     "MINIMUM": 4,
     "MUL": 8,
+    "PACK": 5,
+    "RANGE": 2,
+    "RANK": 1,
     "RESHAPE": 1,
+    "SELECT": 4,
+    "SELECT_V2": 2,
+    "SHAPE": 1,
+    "STRIDED_SLICE": 8,
+    "SUB": 5,
     "SUM": 2,
+    "TILE": 3,
+    "TOPK_V2": 3,
+    "TRANSPOSE": 9,
+    "WHILE": 1,
+    "ZEROS_LIKE": 1,
 }
 
 MAX_OP_VERSIONS_TFLITE_RUNTIME_2_14: Mapping[str, int] = {
     "ADD": 5,
+    "BATCH_MATMUL": 4,
+    "BROADCAST_TO": 3,
     "CALL_ONCE": 1,
+    "CAST": 5,
     "CONCATENATION": 4,
     "DEQUANTIZE": 5,
+    "DIV": 2,
+    "EQUAL": 4,
+    "EXPAND_DIMS": 1,
     "FULLY_CONNECTED": 10,
     "GATHER": 6,
+    "GREATER": 2,
+    "GREATER_EQUAL": 3,
     "HASHTABLE": 1,
     "HASHTABLE_FIND": 1,
     "HASHTABLE_IMPORT": 1,
+    "LESS": 3,
+    "LOGICAL_AND": 1,
     "MAXIMUM": 4,
     "MINIMUM": 4,
     "MUL": 7,
+    "PACK": 4,
+    "RANGE": 2,
+    "RANK": 1,
     "RESHAPE": 1,
+    "SELECT": 4,
+    "SELECT_V2": 2,
+    "SHAPE": 1,
+    "STRIDED_SLICE": 8,
+    "SUB": 5,
     "SUM": 2,
+    "TILE": 3,
+    "TOPK_V2": 3,
+    "TRANSPOSE": 6,
+    "WHILE": 1,
+    "ZEROS_LIKE": 1,
 }
 
 

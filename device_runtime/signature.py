@@ -216,30 +216,57 @@ def check_contract_signature(key: str, runner, state_dimension: Optional[int], s
         source: how to name the model in messages.
 
     Raises:
-        SignatureError: the tensors differ from the contract; the message lists both.
+        SignatureError: the tensors differ from the contract; see `check_contract_tensors`.
     """
-    from device_runtime import contract
-
-    expected = contract.SIGNATURES[key]
     found = {
         "inputs": specs_from_interpreter_details(runner.get_input_details()),
         "outputs": specs_from_interpreter_details(runner.get_output_details()),
     }
-    for side, tensors in (("inputs", expected.inputs), ("outputs", expected.outputs)):
-        wanted = {t.name: (t.dtype, contract.expected_shape(t, state_dimension)) for t in tensors}
-        actual = {t.name: (t.dtype, t.shape) for t in found[side]}
-        if set(actual) != set(wanted) or any(
-            actual[name][0] != dtype or not _shape_fits(actual[name][1], shape)
-            for name, (dtype, shape) in wanted.items()
-        ):
-            described = ", ".join(
-                f"{t.name} ({t.dtype}{list(contract.expected_shape(t, state_dimension))})" for t in tensors
-            )
+    check_contract_tensors(key, found, state_dimension, source, fix="convert the model again with this kit")
+
+
+def check_contract_tensors(
+    key: str, found: Mapping[str, Sequence[TensorSpec]], state_dimension: Optional[int], source: str, fix: str
+) -> None:
+    """Checks one signature's tensors against `device_runtime.contract` by name (the runtime's and the converter's).
+
+    Args:
+        key: a contract signature key other than the strings one.
+        found: {"inputs": [TensorSpec], "outputs": [TensorSpec]} as the model describes them.
+        state_dimension: the length D of `user_vector`, or None when unknown.
+        source: how to name the model in messages.
+        fix: what to do about a mismatch, ending the message.
+
+    Raises:
+        SignatureError: one line naming the signature and the first tensor that is missing, unexpected, or of
+            another dtype or shape (a dimension the contract leaves dynamic must be dynamic).
+    """
+    from device_runtime import contract
+
+    wanted = contract.SIGNATURES[key]
+    for side, tensors in (("input", wanted.inputs), ("output", wanted.outputs)):
+        actual = {tensor.name: tensor for tensor in found.get(side + "s", ())}
+        missing = [tensor.name for tensor in tensors if tensor.name not in actual]
+        unexpected = sorted(set(actual) - {tensor.name for tensor in tensors})
+        described = ", ".join(
+            f"{t.name} ({t.dtype}{list(contract.expected_shape(t, state_dimension))})" for t in tensors
+        )
+        if missing or unexpected:
+            parts = [f"lacks the {side}(s) {', '.join(missing)}"] if missing else []
+            parts += [f"has the unexpected {side}(s) {', '.join(unexpected)}"] if unexpected else []
             raise SignatureError(
-                f"{source}: signature {key!r} must have the {side} {described}, found: {_describe(found[side])}; "
-                "convert the model again with this kit"
+                f"{source}: signature {key!r} {' and '.join(parts)}; the contract's {side}s are {described}; {fix}"
             )
+        for tensor in tensors:
+            shape = contract.expected_shape(tensor, state_dimension)
+            got = actual[tensor.name]
+            if got.dtype != tensor.dtype or not _shape_fits(tuple(got.shape), shape):
+                raise SignatureError(
+                    f"{source}: signature {key!r} {side} {tensor.name!r} must be {tensor.dtype}{list(shape)}, "
+                    f"found {got.dtype}{list(got.shape)}; {fix}"
+                )
 
 
-def _shape_fits(actual: tuple, wanted: tuple) -> bool:
-    return len(actual) == len(wanted) and all(w == -1 or a == w for a, w in zip(actual, wanted))
+def _shape_fits(found: tuple, wanted: tuple) -> bool:
+    """Same rank; a fixed wanted dimension must match exactly, a dynamic one (-1) must be dynamic."""
+    return len(found) == len(wanted) and all((f in (-1, None)) if w == -1 else f == w for f, w in zip(found, wanted))

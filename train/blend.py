@@ -76,7 +76,7 @@ class BlendResult:
     """The folded model and the figures of its training.
 
     Attributes:
-        tables: the folded model (export it with `train.factor_tables.serving_module`).
+        tables: the folded model (export it with `train.serving.FactorServing`).
         members: how each member was trained.
         weights: each member's blend weight, in `members` order.
         intercept: the blend's constant term.

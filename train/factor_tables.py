@@ -1,12 +1,11 @@
-"""Factor tables, the form a table model ships in, and the device graph built from them.
+"""Factor tables, the form a table model ships in.
 
     rating(user, movie) = clip(global_mean + user_bias[u] + movie_bias[m] + <user_vectors[u], movie_vectors[m]>, 1, 5)
 
 with u, m the rows of the user id and the movie title: row k+1 is vocabulary
 entry k, row 0 every unknown id. `fold` turns any movies x users prediction
-matrix into such tables of a chosen rank; `serving_module` builds the exported
-`tf.Module` from them: two string-to-row hash tables, gathers, one dot
-product and a clip, all builtin TFLite ops.
+matrix into such tables of a chosen rank; `train.serving.FactorServing`
+exports them with every signature of the device contract.
 """
 
 from __future__ import annotations
@@ -19,10 +18,7 @@ import numpy as np
 import train._tensorflow  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
-from device_runtime.signature import ITEM_INPUT, OUTPUT, USER_INPUT
 from train.data import MAX_RATING, MIN_RATING
-
-UNKNOWN_ROW = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,42 +112,3 @@ def fold(ratings: np.ndarray, rank: int, users: Sequence[str], movies: Sequence[
         users=tuple(users),
         movies=tuple(movies),
     )
-
-
-class FactorTablesModule(tf.Module):
-    """The exported model: hash-table lookups, gathers, one dot product, clip."""
-
-    def __init__(self, tables: FactorTables):
-        super().__init__()
-        self.global_mean = tf.constant(tables.global_mean, tf.float32)
-        self.user_bias = tf.constant(tables.user_bias, tf.float32)
-        self.movie_bias = tf.constant(tables.movie_bias, tf.float32)
-        self.user_vectors = tf.constant(tables.user_vectors, tf.float32)
-        self.movie_vectors = tf.constant(tables.movie_vectors, tf.float32)
-        self.user_rows = _row_table(tables.users)
-        self.movie_rows = _row_table(tables.movies)
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name=USER_INPUT),
-            tf.TensorSpec([None], tf.string, name=ITEM_INPUT),
-        ]
-    )
-    def serve(self, user_id, movie_title):
-        user = self.user_rows.lookup(user_id)
-        movie = self.movie_rows.lookup(movie_title)
-        vectors = tf.gather(self.user_vectors, user) * tf.gather(self.movie_vectors, movie)
-        score = self.global_mean + tf.gather(self.user_bias, user) + tf.gather(self.movie_bias, movie)
-        score += tf.reduce_sum(vectors, axis=1)
-        # The reshape gives the output a static rank, so the .tflite signature says [-1].
-        return {OUTPUT: tf.reshape(tf.clip_by_value(score, MIN_RATING, MAX_RATING), [-1])}
-
-
-def serving_module(tables: FactorTables) -> tf.Module:
-    """The exportable module: `serve(user_id, movie_title) -> {"rating": [N]}` over `tables`."""
-    return FactorTablesModule(tables)
-
-
-def _row_table(ids: Sequence[str]) -> tf.lookup.StaticHashTable:
-    rows = tf.range(1, len(ids) + 1, dtype=tf.int64)
-    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(tf.constant(list(ids)), rows), UNKNOWN_ROW)

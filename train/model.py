@@ -1,11 +1,10 @@
-"""Presets, the TFRS ranking model, training, and export with a named signature."""
+"""Presets, the TFRS ranking model and its training (`train.serving` exports it)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import time
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -15,7 +14,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras
 
-from device_runtime.signature import ITEM_INPUT, OUTPUT, SIGNATURE_KEY, USER_INPUT
+from device_runtime.signature import ITEM_INPUT, USER_INPUT
 from train.config import Optimizer, TrainConfig
 from train.data import Ratings
 from train.early_stopping import TrainingCurve, fit_with_early_stopping
@@ -199,32 +198,3 @@ def fit_model(
         patience=config.early_stopping_patience,
     )
     return TrainedModel(model, config, curve, time.perf_counter() - started)
-
-
-class ServingModule(tf.Module):
-    """Wraps the ranking tower with the kit's signature: named string inputs, `rating` [N]."""
-
-    def __init__(self, ranking_model: RankingModel):
-        super().__init__()
-        self.ranking_model = ranking_model
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name=USER_INPUT),
-            tf.TensorSpec([None], tf.string, name=ITEM_INPUT),
-        ]
-    )
-    def serve(self, user_id, movie_title):
-        scores = self.ranking_model((user_id, movie_title))
-        return {OUTPUT: tf.reshape(scores, [-1])}
-
-
-def export_saved_model(module: tf.Module, path: Path) -> None:
-    """Saves a module whose `serve(user_id, movie_title)` returns {"rating": [N]},
-    with that function as signature `serving_default`."""
-    tf.saved_model.save(module, str(path), signatures={SIGNATURE_KEY: module.serve})
-
-
-def serving_score(module: tf.Module) -> Callable:
-    """`score(user_ids, movie_titles) -> numpy [N]` through the module's serving function."""
-    return lambda users, movies: module.serve(users, movies)[OUTPUT].numpy()

@@ -96,13 +96,14 @@ def train_and_export(
             f" with {cluster.size} workers" if cluster else "",
         )
 
-        from train.model import dataset_rmse, export_saved_model, serving_score
+        from train.model import dataset_rmse
+        from train.serving import export_saved_model, strings_scorer
 
         if config.architecture is Architecture.BLEND:
             fitted = _fit_blend(config, source, cluster)
         else:
             fitted = _fit_tower(config, source, strategy)
-        score = serving_score(fitted.module)
+        score = strings_scorer(fitted.module)
         test_rmse, test_ndcg = _test_figures(score, source)
         train_rmse = dataset_rmse(score, source.train_batches)
         logger.info("test RMSE %.4f, train RMSE %.4f", test_rmse, train_rmse)
@@ -135,6 +136,8 @@ def train_and_export(
         }
         if fitted.details:
             metrics["architecture_details"] = fitted.details
+        if fitted.fold_in:
+            metrics["fold_in"] = fitted.fold_in
 
         def build(staging: Path) -> None:
             export_saved_model(fitted.module, staging / artifacts.SAVED_MODEL_DIR)
@@ -200,19 +203,21 @@ def _test_figures(score, source: "_Source") -> tuple[float, Optional[float]]:
 class _Fitted:
     """A trained model ready to export, however it was trained."""
 
-    module: object  # tf.Module with serve(user_id, movie_title) -> {"rating": [N]}
+    module: object  # train.serving.TowerServing or FactorServing: every signature of its family
     curve: object  # train.early_stopping.TrainingCurve
     validation_rmse: Optional[float]
     fit_seconds: float
     details: Optional[dict] = None
+    fold_in: Optional[dict] = None  # how the fold-in's penalties were chosen (factor models)
 
 
 def _fit_tower(config: TrainConfig, source: "_Source", strategy) -> _Fitted:
-    from train.model import ServingModule, fit_model
+    from train.model import fit_model
+    from train.serving import TowerServing
 
     trained = fit_model(source.training, source.users, source.movies, config, strategy)
     return _Fitted(
-        ServingModule(trained.model.ranking_model),
+        TowerServing.from_tower(trained.model.ranking_model),
         trained.curve,
         trained.curve.best_validation_rmse,
         trained.fit_seconds,
@@ -226,19 +231,33 @@ def _fit_blend(config: TrainConfig, source: "_Source", cluster) -> _Fitted:
             "use --preset tutorial or adam for sharded data or several workers"
         )
     from train.blend import train_blend
-    from train.factor_tables import serving_module
     from train.model import carve_validation
+    from train.serving import FactorServing
 
     fit_rows, validation_rows = carve_validation(source.train_rows, config)
     # Side features come from these training rows only, inside train_blend.
     result = train_blend(fit_rows, validation_rows, source.users, source.movies, config)
+    fold_in, record = _fold_in(result.tables, fit_rows, validation_rows, config.seed)
     return _Fitted(
-        serving_module(result.tables),
+        FactorServing(result.tables, fold_in),
         curve=result.members[0].curve,  # the matrix-factorisation member's epochs
         validation_rmse=result.folded_validation_rmse,
         fit_seconds=result.fit_seconds,
         details=result.to_dict(),
+        fold_in=record,
     )
+
+
+def _fold_in(tables, fit_rows, validation_rows, seed: int):
+    """The fold-in's penalties, chosen on the validation rows (never the test rows), and their record."""
+    from train.fold_in import DEFAULT_RIDGE, choose_fold_in
+    from train.serving import FoldIn
+
+    if validation_rows is None:
+        record = {"vector_ridge": DEFAULT_RIDGE, "bias_ridge": DEFAULT_RIDGE, "chosen_on": "no validation rows: the defaults"}
+        return FoldIn(DEFAULT_RIDGE, DEFAULT_RIDGE), record
+    choice = choose_fold_in(tables, fit_rows, validation_rows, seed)
+    return FoldIn(choice.vector_ridge, choice.bias_ridge), choice.to_dict()
 
 
 @dataclasses.dataclass(frozen=True)

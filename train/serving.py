@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -31,53 +31,10 @@ import train._tensorflow  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
 from device_runtime import contract
+from train.factor_tables import FactorTables
 
 _MIN = contract.MIN_RATING
 _MAX = contract.MAX_RATING
-
-
-@dataclasses.dataclass(frozen=True)
-class FactorTables:
-    """A factor model as tables; row 0 of each is the out-of-vocabulary row (all zeros).
-
-    Attributes:
-        global_mean: the score's constant term.
-        user_bias, movie_bias: float32 [n_users + 1], [n_movies + 1].
-        user_vectors, movie_vectors: float32 [n_users + 1, D], [n_movies + 1, D].
-        users, movies: the vocabularies; row k + 1 belongs to entry k.
-    """
-
-    global_mean: float
-    user_bias: np.ndarray
-    movie_bias: np.ndarray
-    user_vectors: np.ndarray
-    movie_vectors: np.ndarray
-    users: tuple[str, ...]
-    movies: tuple[str, ...]
-
-    def __post_init__(self):
-        n_users, n_movies = len(self.users) + 1, len(self.movies) + 1
-        shapes = {
-            "user_bias": (self.user_bias.shape, (n_users,)),
-            "movie_bias": (self.movie_bias.shape, (n_movies,)),
-            "user_vectors": (self.user_vectors.shape[:1], (n_users,)),
-            "movie_vectors": (self.movie_vectors.shape[:1], (n_movies,)),
-        }
-        for name, (found, wanted) in shapes.items():
-            if tuple(found) != wanted:
-                raise ValueError(f"{name} has {tuple(found)} rows, expected {wanted} (vocabulary + the unknown row)")
-        if self.user_vectors.shape[1] != self.movie_vectors.shape[1]:
-            raise ValueError("user and movie vectors differ in dimension")
-
-    @property
-    def dimension(self) -> int:
-        return int(self.movie_vectors.shape[1])
-
-    def scores(self, user_rows: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
-        """The model's scores in numpy (float64), for checks independent of TensorFlow."""
-        dot = np.sum(self.user_vectors[user_rows].astype(np.float64) * self.movie_vectors[movie_rows], axis=1)
-        raw = self.global_mean + self.user_bias[user_rows] + self.movie_bias[movie_rows] + dot
-        return np.clip(raw, _MIN, _MAX)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,12 +94,17 @@ class FactorServing(tf.Module):
 
     def __init__(self, tables: FactorTables, fold_in: FoldIn):
         super().__init__()
-        self.dimension = tables.dimension
+        self.dimension = tables.rank
         self.catalog = len(tables.movies)
         self.user_table_rows = len(tables.users) + 1
-        self.global_mean = tf.constant(tables.global_mean, tf.float32)
+        # A float16 file rounds every constant: a global mean near 3.5 by up to 1e-3, the same shift for every score.
+        # The mean is served as its nearest float16 value and the rest moved into the movie biases, which float16
+        # rounds far more finely; every score adds exactly one movie bias (row 0, the unknown movie, included), so
+        # the scores are the tables' own.
+        mean = float(np.float16(tables.global_mean))
+        self.global_mean = tf.constant(mean, tf.float32)
         self.user_bias = tf.constant(tables.user_bias, tf.float32)
-        self.movie_bias = tf.constant(tables.movie_bias, tf.float32)
+        self.movie_bias = tf.constant(tables.movie_bias + np.float32(tables.global_mean - mean), tf.float32)
         self.user_vectors = tf.constant(tables.user_vectors, tf.float32)
         self.movie_vectors = tf.constant(tables.movie_vectors, tf.float32)
         self.ridge = tf.constant([fold_in.vector_ridge] * self.dimension + [fold_in.bias_ridge], tf.float32)
@@ -181,9 +143,9 @@ class FactorServing(tf.Module):
 
     def _best(self, user_vector, user_bias, k):
         """The k best catalog rows (1..n) for one user, best first, ties in row order."""
-        # No constant + constant term: the converter would fold global_mean + movie_bias into one
-        # constant, which float16 conversion rounds (up to 1e-3 off the other signatures' scores).
-        raw = tf.linalg.matvec(self.movie_vectors, user_vector) + self.movie_bias + (self.global_mean + user_bias)
+        # The constants are added to computed tensors one at a time: the converter would fold
+        # global_mean + movie_bias into one constant of values near 3.5, which float16 rounds by up to 2e-3.
+        raw = (tf.linalg.matvec(self.movie_vectors, user_vector) + self.movie_bias) + (self.global_mean + user_bias)
         catalog_scores = tf.clip_by_value(raw, _MIN, _MAX)[1:]  # never the OOV row
         scores, positions = tf.math.top_k(catalog_scores, k=_clamped_k(k, self.catalog))
         return {contract.ITEM_ROWS: positions + 1, contract.RATING: scores}
@@ -230,11 +192,12 @@ class FactorServing(tf.Module):
         design = tf.concat([tf.gather(self.movie_vectors, rows), tf.ones_like(known)[:, None]], axis=1)
         design = design * known[:, None]
         residual = (history_ratings - self.global_mean - tf.gather(self.movie_bias, rows)) * known
-        gram = tf.matmul(design, design, transpose_a=True) + tf.linalg.diag(self.ridge)
+        gram = tf.matmul(design, design, transpose_a=True)
         target = tf.linalg.matvec(design, residual, transpose_a=True)
 
         def step(i, x, r, p, rr):
-            gram_p = tf.linalg.matvec(gram, p)
+            # (A^T A + diag(ridge)) p, without a (D + 1)^2 diagonal matrix (a MATRIX_DIAG op or constant).
+            gram_p = tf.linalg.matvec(gram, p) + self.ridge * p
             alpha = tf.math.divide_no_nan(rr, tf.reduce_sum(p * gram_p))
             x = x + alpha * p
             r = r - alpha * gram_p
@@ -281,6 +244,13 @@ class TowerServing(tf.Module):
         self.user_table_rows = int(user_embedding.input_dim)
         self.movie_table_rows = int(movie_embedding.input_dim)
 
+    @classmethod
+    def from_tower(cls, tower) -> "TowerServing":
+        """Serves a fitted `train.model.RankingModel` (each embedding a Keras Sequential of lookup and Embedding)."""
+        user_lookup, user_embedding = tower.user_embeddings.layers
+        movie_lookup, movie_embedding = tower.movie_embeddings.layers
+        return cls(user_lookup, user_embedding, movie_lookup, movie_embedding, tower.ratings)
+
     def signatures(self) -> dict:
         """Signature key -> concrete function, for `tf.saved_model.save`."""
         return {contract.STRINGS: self.score_strings, contract.SCORE_ROWS: self.score_rows, contract.TOP_K: self.top_k}
@@ -304,14 +274,20 @@ class TowerServing(tf.Module):
 
     @tf.function(input_signature=[_USER_ROW, _K])
     def top_k(self, user_row, k):
-        catalog = self.movie_table_rows - 1
-        movies = self.movie_embedding(tf.range(1, catalog + 1))
+        # The whole table, OOV row included, so the converter keeps one copy of it (a gather of
+        # rows 1..n would be folded into a second constant); the OOV row's score is dropped after.
+        movies = self.movie_embedding.embeddings
         user = self.user_embedding(_in_table(user_row, self.user_table_rows))
-        scores = self._scores(tf.repeat(user, catalog, axis=0), movies)
-        best, positions = tf.math.top_k(scores, k=_clamped_k(k, catalog))
+        scores = self._scores(tf.repeat(user, self.movie_table_rows, axis=0), movies)[1:]
+        best, positions = tf.math.top_k(scores, k=_clamped_k(k, self.movie_table_rows - 1))
         return {contract.ITEM_ROWS: positions + 1, contract.RATING: best}
 
 
 def export_saved_model(module, path: Path) -> None:
     """Saves a `FactorServing` or `TowerServing` with every signature it answers."""
     tf.saved_model.save(module, str(path), signatures=module.signatures())
+
+
+def strings_scorer(module) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """`score(user_ids, movie_titles) -> numpy [N]` through a module's strings signature (for training's figures)."""
+    return lambda users, movies: module.score_strings(tf.constant(users), tf.constant(movies))[contract.RATING].numpy()

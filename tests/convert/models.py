@@ -98,8 +98,65 @@ def write_grouplens_folder(folder: Path, first_user: int = 9001, users: int = 10
         "".join(f"{i}|Synthetic Film {i} (2001)|01-Jan-2001||http://example.invalid\n" for i in range(1, movies + 1)),
         encoding="latin-1",
     )
-    rows = [
-        f"{user_ids[n % users]}\t{1 + (n * 7) % movies}\t{1 + n % 5}\t{880000000 + n}\n" for n in range(100_000)
-    ]
+    rows = [f"{user_ids[n % users]}\t{1 + (n * 7) % movies}\t{1 + n % 5}\t{880000000 + n}\n" for n in range(100_000)]
     (folder / "u.data").write_text("".join(rows), encoding="utf-8")
     return folder
+
+
+# What `defective_factor_saved_model` can break, each a mistake the converter must name in one line.
+SIGNATURE_DEFECTS = (
+    "partial personalized set",
+    "partial index set",
+    "renamed index input",
+    "wrong index dtype",
+    "missing personalized output",
+    "serve endpoint",
+)
+
+
+def defective_factor_saved_model(path: Path, defect: str) -> Path:
+    """A tiny `FactorServing` export with one of `SIGNATURE_DEFECTS`; its strings signature is sound."""
+    tf = _tf()
+    import numpy as np
+
+    from device_runtime import contract
+    from train.serving import FactorServing, FactorTables, FoldIn
+
+    def table(*shape):
+        values = np.full(shape, 0.1, np.float32)
+        values[0] = 0.0
+        return values
+
+    tables = FactorTables(3.5, table(4), table(5), table(4, 2), table(5, 2), ("1", "2", "3"), ("A", "B", "C", "D"))
+    module = FactorServing(tables, FoldIn(1.0, 1.0))
+    signatures = module.signatures()
+    int32 = tf.TensorSpec([None], tf.int32, name="rows")
+    user_row = tf.TensorSpec([1], tf.int32, name=contract.USER_ROW)
+    if defect == "partial personalized set":
+        del signatures[contract.SCORE_ROWS_FOR_STATE], signatures[contract.TOP_K_FOR_STATE]
+    elif defect == "partial index set":
+        del signatures[contract.TOP_K]
+    elif defect == "renamed index input":
+        signatures[contract.SCORE_ROWS] = tf.function(
+            lambda user_row, rows: module.score_rows(user_row, rows), input_signature=[user_row, int32]
+        )
+    elif defect == "wrong index dtype":
+        k64 = tf.TensorSpec([1], tf.int64, name=contract.K)
+        signatures[contract.TOP_K] = tf.function(
+            lambda user_row, k: module.top_k(user_row, tf.cast(k, tf.int32)), input_signature=[user_row, k64]
+        )
+    elif defect == "missing personalized output":
+        titles = tf.TensorSpec([None], tf.string, name=contract.HISTORY_TITLES)
+        ratings = tf.TensorSpec([None], tf.float32, name=contract.HISTORY_RATINGS)
+        signatures[contract.USER_STATE] = tf.function(
+            lambda history_titles, history_ratings: {
+                contract.USER_VECTOR: module.user_state(history_titles, history_ratings)[contract.USER_VECTOR]
+            },
+            input_signature=[titles, ratings],
+        )
+    elif defect == "serve endpoint":
+        module.serve = module.score_strings  # what a Keras `model.export` artifact has
+    else:
+        raise ValueError(f"unknown defect {defect!r}; choose from {SIGNATURE_DEFECTS}")
+    tf.saved_model.save(module, str(path), signatures=signatures)
+    return Path(path)

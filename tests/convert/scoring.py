@@ -16,12 +16,8 @@ import numpy as np
 TOP_K = 10
 
 
-@functools.lru_cache(maxsize=4)
 def _serving(saved_model: str):
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tensorflow as tf
-
-    return tf.saved_model.load(saved_model).signatures["serving_default"]
+    return _loaded(saved_model).signatures["serving_default"]
 
 
 def saved_model_scores(saved_model: Path, users, items, user_input="user_id", item_input="movie_title") -> np.ndarray:
@@ -33,12 +29,16 @@ def saved_model_scores(saved_model: Path, users, items, user_input="user_id", it
     return scores.numpy().reshape(-1)
 
 
-def litert_scores(model_path: Path, users, items, user_input="user_id", item_input="movie_title", delegates=True) -> np.ndarray:
+def litert_scores(
+    model_path: Path, users, items, user_input="user_id", item_input="movie_title", delegates=True
+) -> np.ndarray:
     """Scores with LiteRT through the signature runner, inputs by name."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    runner = Interpreter(model_path=str(model_path), experimental_op_resolver_type=resolver).get_signature_runner()
+    runner = Interpreter(model_path=str(model_path), experimental_op_resolver_type=resolver).get_signature_runner(
+        "serving_default"
+    )
     outputs = runner(
         **{
             user_input: np.array([u.encode("utf-8") for u in users], dtype=object),
@@ -95,3 +95,76 @@ def independent_figures(export: Path, tflite_path: Path, test_split, ranking_use
         "top10_overlap": float(np.mean(overlaps)),
         "kendall_tau": float(np.mean(taus)),
     }
+
+
+def rows(*values) -> np.ndarray:
+    """Table rows (or k) as the index-space signatures take them: int32."""
+    return np.asarray(values, np.int32)
+
+
+def litert_signature(model_path: Path, key: str, delegates=True, **inputs) -> dict:
+    """Calls one signature of a .tflite with LiteRT, inputs by name (strings as UTF-8 bytes)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    runner = Interpreter(model_path=str(model_path), experimental_op_resolver_type=resolver).get_signature_runner(key)
+    return {name: np.asarray(value) for name, value in runner(**_utf8(inputs)).items()}
+
+
+def tensorflow_lite_signature(model_path: Path, key: str, **inputs) -> dict:
+    """The same call with TensorFlow's own tf.lite interpreter: another runtime, for cross-checks."""
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runner = tf.lite.Interpreter(model_path=str(model_path)).get_signature_runner(key)
+    return {name: np.asarray(value) for name, value in runner(**_utf8(inputs)).items()}
+
+
+def saved_model_signature(saved_model: Path, key: str, **inputs) -> dict:
+    """Calls one signature of a SavedModel with TensorFlow directly."""
+    import tensorflow as tf
+
+    function = _loaded(str(saved_model)).signatures[key]
+    return {name: value.numpy() for name, value in function(**{n: tf.constant(v) for n, v in inputs.items()}).items()}
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(saved_model: str):
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import tensorflow as tf
+
+    return tf.saved_model.load(saved_model)
+
+
+def _utf8(inputs: dict) -> dict:
+    """String inputs as arrays of UTF-8 bytes, as the interpreters take them; other inputs unchanged."""
+    return {
+        name: np.array([v.encode("utf-8") for v in value], dtype=object)
+        if np.asarray(value).dtype.kind in "OU"
+        else value
+        for name, value in inputs.items()
+    }
+
+
+def buffers_and_readers(path):
+    """Buffer index -> (its bytes, [(subgraph, tensor type, scales)] of every tensor reading it), via TF's schema."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(path.read_bytes()))
+    readers = {}
+    for index, subgraph in enumerate(model.subgraphs):
+        for tensor in subgraph.tensors:
+            data = model.buffers[tensor.buffer].data if tensor.buffer else None
+            if data is not None and len(data):
+                scales = (
+                    tuple(tensor.quantization.scale)
+                    if tensor.quantization and tensor.quantization.scale is not None
+                    else ()
+                )
+                readers.setdefault(tensor.buffer, (bytes(np.asarray(data, np.uint8)), []))[1].append(
+                    (index, tensor.type, scales)
+                )
+    return readers

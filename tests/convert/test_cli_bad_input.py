@@ -17,7 +17,12 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "convert", *args], cwd=REPOSITORY, capture_output=True, text=True, check=False, timeout=120
+        [sys.executable, "-m", "convert", *args],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
 
 
@@ -32,17 +37,67 @@ def assert_one_line_error(stderr: str, *fragments: str) -> None:
 
 # A report as `python -m convert` writes it, cut to what the summary tables read.
 PARITY = {
-    "pairs": 20000, "max_abs_diff": 1.4e-6, "mean_abs_diff": 2e-7, "rmse_saved_model": 0.93, "rmse_tflite": 0.93,
-    "rmse_diff": 1e-8, "ranking_users": 200, "ranking_movies": 1664, "top10_overlap": 1.0, "top10_overlap_min": 1.0,
-    "kendall_tau": 1.0, "kendall_tau_min": 0.9999,
+    "pairs": 20000,
+    "max_abs_diff": 1.4e-6,
+    "mean_abs_diff": 2e-7,
+    "rmse_saved_model": 0.93,
+    "rmse_tflite": 0.93,
+    "rmse_diff": 1e-8,
+    "ranking_users": 200,
+    "ranking_movies": 1664,
+    "top10_overlap": 1.0,
+    "top10_overlap_min": 1.0,
+    "kendall_tau": 1.0,
+    "kendall_tau_min": 0.9999,
+    "ranking_max_abs_diff": 2e-6,
+}
+TOP_K = {
+    "users": 200,
+    "top10_identical": 1.0,
+    "top10_exact": 0.99,
+    "top10_overlap": 1.0,
+    "top10_overlap_min": 1.0,
+    "top100_identical": 0.995,
+    "top100_exact": 0.98,
+    "top100_overlap": 0.9999,
+    "top100_overlap_min": 0.99,
+    "max_abs_diff": 9.5e-7,
+}
+RUN = {
+    "runs": True,
+    "latency_ms": 1.5,
+    "signatures": {
+        "serving_default": {"runs": True, "latency_ms": 1.5},
+        "score_rows": {"runs": True, "latency_ms": 0.25},
+        "top_k": {"runs": False, "latency_ms": None},
+    },
 }
 REPORT = {
-    "quantization": "none", "size_bytes": 100_000, "accepted": True, "failures": [], "parity": PARITY,
-    "tolerances": {"max_abs_diff": 1e-4, "rmse_diff": 1e-5, "top10_overlap": 0.99, "kendall_tau": 0.999},
+    "quantization": "none",
+    "size_bytes": 100_000,
+    "accepted": True,
+    "failures": [],
+    "parity": PARITY,
+    "signature": {"signature_key": "serving_default"},
+    "signature_keys": ["serving_default", "score_rows", "top_k"],
+    "signature_parity": {"serving_default": PARITY, "score_rows": {**PARITY, "max_abs_diff": 3e-6}, "top_k": TOP_K},
+    "tolerances": {
+        "max_abs_diff": 1e-4,
+        "rmse_diff": 1e-5,
+        "top10_overlap": 0.99,
+        "kendall_tau": 0.999,
+        "top10_identical": 1.0,
+    },
     "runtimes": [
-        {"runtime": "ai_edge_litert", "version": "2.3.0", "loads": True, "load_error": None, "candidates": 1664,
-         "with_default_delegates": {"runs": True, "latency_ms": 1.5},
-         "without_default_delegates": {"runs": True, "latency_ms": 3.0}},
+        {
+            "runtime": "ai_edge_litert",
+            "version": "2.3.0",
+            "loads": True,
+            "load_error": None,
+            "candidates": 1664,
+            "with_default_delegates": RUN,
+            "without_default_delegates": {"runs": True, "latency_ms": 3.0, "signatures": {}},
+        },
     ],
 }
 
@@ -107,6 +162,11 @@ class TestRefusedBeforeTensorFlow:
             ({"parity": {**PARITY, "kendall_tau": "high"}}, "its parity figures lack kendall_tau"),
             ({"runtimes": [{"runtime": "ai_edge_litert"}]}, "an entry of its runtimes lacks one of runtime, version"),
             ({"tolerances": None, "failures": None}, "it lacks tolerances, failures"),
+            (
+                {"signature_parity": {"top_k": {**TOP_K, "top100_identical": None}}},
+                "the figures of its signature top_k lack one of users",
+            ),
+            ({"signature_parity": {"score_rows": {}}}, "the figures of its signature score_rows lack one of pairs"),
         ],
     )
     def test_malformed_summary_report(self, tmp_path, change, fragment):
@@ -122,6 +182,11 @@ class TestRefusedBeforeTensorFlow:
         result = run_cli("--summary-markdown", str(path))
         assert result.returncode == 0, result.stderr
         assert "| none | 98 KB | 1.4e-06 |" in result.stdout
+        # Every other signature's parity, and every signature's latency (XNNPACK / builtin kernels).
+        assert "| none | score_rows | 3.0e-06 | 1.0e-08 | 1.000 (1.0) | 1.0000 (0.9999) | - |" in result.stdout
+        assert "| none | top_k | 9.5e-07 | - | 1.000 (1.0) | - | 100.0% / 99.5% (99.0% / 98.0%) |" in result.stdout
+        assert "| none | score_rows | 0.250 / - |" in result.stdout and "| none | top_k | fails / - |" in result.stdout
+        assert "| none | 0.0001 | 1e-05 | 0.99 | 0.999 | 1 |" in result.stdout
 
 
 class TestNativeMessages:
@@ -197,7 +262,9 @@ class TestRefusedAfterLoading:
         saved_model = models.renamed_inputs_saved_model(tiny_export / "saved_model", tmp_path / "renamed")
         status, stderr = self.run_main(capfd, str(saved_model), "--out", str(tmp_path / "m.tflite"))
         assert status == 2
-        assert_one_line_error(stderr, "found: title (string[-1]), uid (string[-1])", "--user-input NAME --item-input NAME")
+        assert_one_line_error(
+            stderr, "found: title (string[-1]), uid (string[-1])", "--user-input NAME --item-input NAME"
+        )
 
     def test_parity_data_that_does_not_match_the_vocabulary(self, tiny_export, tmp_path, capfd):
         folder = models.write_grouplens_folder(tmp_path / "other-ml-100k")
@@ -205,7 +272,9 @@ class TestRefusedAfterLoading:
             capfd, str(tiny_export), "--out", str(tmp_path / "m.tflite"), "--parity-data", str(folder)
         )
         assert status == 2
-        assert_one_line_error(stderr, "does not match the model's vocabulary", "0.0% of its 20,000 test pairs", "--parity-data")
+        assert_one_line_error(
+            stderr, "does not match the model's vocabulary", "0.0% of its 20,000 test pairs", "--parity-data"
+        )
         assert list(tmp_path.glob("m*")) == []
 
     def test_parity_data_folder_that_does_not_exist(self, tiny_export, tmp_path, capfd):
@@ -214,3 +283,34 @@ class TestRefusedAfterLoading:
         )
         assert status == 2
         assert_one_line_error(stderr, "parity data:", "is not a folder")
+
+    @pytest.mark.parametrize(
+        "defect, fragments",
+        [
+            (
+                "partial personalized set",
+                [
+                    "has the personalized signature(s) score_history, user_state but not "
+                    "score_rows_for_state, top_k_for_state",
+                    "train.serving",
+                ],
+            ),
+            ("partial index set", ["has the index signature(s) score_rows but not top_k"]),
+            (
+                "renamed index input",
+                [
+                    "signature 'score_rows' lacks the input(s) item_rows and has the unexpected input(s) rows",
+                    "user_row (int32[1]), item_rows (int32[-1])",
+                ],
+            ),
+            ("wrong index dtype", ["signature 'top_k' input 'k' must be int32[1], found int64[1]"]),
+            ("missing personalized output", ["signature 'user_state' lacks the output(s) user_bias"]),
+            ("serve endpoint", ["has a root attribute named 'serve'", "drop score_rows, top_k, score_history"]),
+        ],
+    )
+    def test_a_contract_signature_that_does_not_fit(self, tmp_path, capfd, defect, fragments):
+        saved_model = models.defective_factor_saved_model(tmp_path / "defective", defect)
+        status, stderr = self.run_main(capfd, str(saved_model), "--out", str(tmp_path / "m.tflite"))
+        assert status == 2
+        assert_one_line_error(stderr, f"SavedModel {saved_model}", *fragments)
+        assert not (tmp_path / "m.tflite").exists()

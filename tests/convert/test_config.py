@@ -65,7 +65,9 @@ class TestConfig:
 
 class TestTolerances:
     def test_replace_overrides_and_removes_bounds(self):
-        tolerances = Tolerances(max_abs_diff=1e-4, top10_overlap=0.99).replace({"max_abs_diff": 1e-3, "top10_overlap": None})
+        tolerances = Tolerances(max_abs_diff=1e-4, top10_overlap=0.99).replace(
+            {"max_abs_diff": 1e-3, "top10_overlap": None}
+        )
         assert tolerances == Tolerances(max_abs_diff=1e-3)
 
     def test_unknown_name_lists_the_names(self):
@@ -80,11 +82,15 @@ class TestTolerances:
 
 class TestTargetTables:
     def test_dynamic_range_fully_connected_does_not_fit_tflite_runtime_2_14(self):
-        problems = target_op_problems([OpInfo("FULLY_CONNECTED", 12), OpInfo("GATHER", 1)], TARGETS[Target.TFLITE_RUNTIME_2_14])
+        problems = target_op_problems(
+            [OpInfo("FULLY_CONNECTED", 12), OpInfo("GATHER", 1)], TARGETS[Target.TFLITE_RUNTIME_2_14]
+        )
         assert problems == ["FULLY_CONNECTED v12 is newer than tflite-runtime-2.14 supports (v10 at most)"]
 
     def test_the_same_ops_fit_litert(self):
-        assert target_op_problems([OpInfo("FULLY_CONNECTED", 12), OpInfo("DEQUANTIZE", 5)], TARGETS[Target.LITERT]) == []
+        assert (
+            target_op_problems([OpInfo("FULLY_CONNECTED", 12), OpInfo("DEQUANTIZE", 5)], TARGETS[Target.LITERT]) == []
+        )
 
     def test_an_unmeasured_op_is_refused(self):
         problems = target_op_problems([OpInfo("CONV_2D", 1)], TARGETS[Target.LITERT])
@@ -101,14 +107,31 @@ def test_importing_convert_does_not_import_tensorflow():
 
 
 def runtime(runtime="ai_edge_litert", version="2.3.0", default=True, builtin=True, loads=True, diff=1e-6):
-    from convert.results import DelegateRun, RuntimeCheck
+    from convert.results import DelegateRun, RuntimeCheck, SignatureRun
 
     def run(ok):
-        return DelegateRun(runs=ok, error=None if ok else "failed to prepare", latency_ms=1.0 if ok else None,
-                           max_abs_diff=diff if ok else None)
+        calls = {
+            "serving_default": SignatureRun(True, None, 1.0, 1e-7),
+            "top_k": SignatureRun(ok, None if ok else "failed to prepare", 1.0 if ok else None, diff if ok else None),
+        }
+        return DelegateRun(
+            runs=ok,
+            error=None if ok else "failed to prepare",
+            latency_ms=1.0,
+            max_abs_diff=diff if ok else None,
+            signatures=calls,
+        )
 
-    return RuntimeCheck(runtime, version, "/usr/bin/python3", loads, None if loads else "Didn't find op",
-                        run(default) if loads else None, run(builtin) if loads else None, 10)
+    return RuntimeCheck(
+        runtime,
+        version,
+        "/usr/bin/python3",
+        loads,
+        None if loads else "Didn't find op",
+        run(default) if loads else None,
+        run(builtin) if loads else None,
+        10,
+    )
 
 
 class TestTargetVerdicts:
@@ -141,5 +164,6 @@ class TestTargetVerdicts:
 
         assert runtime_disagreements([runtime(diff=RUNTIME_MAX_ABS_DIFF / 2)]) == []
         failures = runtime_disagreements([runtime(diff=1.5, default=False)])
-        assert [f.check for f in failures] == ["runtime.ai_edge_litert"]
-        assert failures[0].figure == 1.5 and "builtin kernels differs from the SavedModel by 1.5" in failures[0].message
+        assert [f.check for f in failures] == ["runtime.ai_edge_litert.top_k"]
+        assert failures[0].figure == 1.5
+        assert "builtin kernels differs from the SavedModel by 1.5 on top_k" in failures[0].message

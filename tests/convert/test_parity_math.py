@@ -124,3 +124,85 @@ class TestFailedChecks:
     def test_a_nan_figure_fails(self):
         figures = dict(self.FIGURES, kendall_tau=float("nan"))
         assert [f.check for f in failed_checks(figures, Tolerances(kendall_tau=0.5))] == ["parity.kendall_tau"]
+
+
+class TestSignatureChecks:
+    TOP_K = {
+        "users": 3,
+        "top10_identical": 2 / 3,
+        "top10_exact": 1 / 3,
+        "top10_overlap": 0.9,
+        "top10_overlap_min": 0.7,
+        "top100_identical": 0.0,
+        "top100_exact": 0.0,
+        "top100_overlap": 0.99,
+        "top100_overlap_min": 0.98,
+        "max_abs_diff": 3e-6,
+    }
+
+    def test_checks_are_named_by_signature(self):
+        failures = failed_checks(
+            self.TOP_K, Tolerances(max_abs_diff=1e-6, top10_identical=1.0, kendall_tau=0.9), "top_k"
+        )
+        # Kendall's tau is not a top-k figure, so its bound does not apply.
+        assert [f.check for f in failures] == ["parity.top_k.max_abs_diff", "parity.top_k.top10_identical"]
+        assert str(failures[1]).startswith(
+            "parity.top_k.top10_identical: top_k: top10_identical is 0.6667, must be >= 1"
+        )
+
+    def test_the_ranking_difference_is_held_to_the_max_abs_diff_bound(self):
+        figures = {"max_abs_diff": 1e-6, "ranking_max_abs_diff": 5e-4}
+        failures = failed_checks(figures, Tolerances(max_abs_diff=1e-4), "score_rows")
+        assert [(f.check, f.bound) for f in failures] == [("parity.score_rows.ranking_max_abs_diff", 1e-4)]
+
+
+class TestTopKFigures:
+    """Three users, a catalog of 120 rows; the reference and candidate answers are written out by hand."""
+
+    def test_by_hand(self):
+        from convert.signature_parity import ParityContext, top_k_figures
+
+        scores = np.linspace(5.0, 1.0, 120)[None, :].repeat(3, axis=0)  # row r scores scores[:, r - 1]
+        scores[2, 10] = scores[2, 9] - 1e-7  # user 2: rows 10 and 11 nearly tied
+        best = np.arange(1, 121)
+
+        def reference(key, user, k):
+            return {"item_rows": best[: int(k[0])], "rating": scores[user, : int(k[0])]}
+
+        def candidate(key, user, k):
+            rows = best[: int(k[0])].copy()
+            if user == 1:
+                rows[[3, 4]] = rows[[4, 3]]  # user 1: two neighbours 0.03 apart swapped
+                if k[0] == 100:
+                    rows[-1] = 120  # ... and, of the top 100, the last one replaced by row 120
+            if user == 2:
+                rows[9] = 11  # user 2: the near-tie the other way round (row 11 tenth, row 10 eleventh)
+                if k[0] == 100:
+                    rows[10] = 10
+            # Scores returned 1e-3 above the reference's score of each returned row.
+            return {"item_rows": rows, "rating": scores[user, rows - 1] + 1e-3}
+
+        context = ParityContext(movies=("m",) * 120, user_rows={}, movie_rows={}, coverage=1.0, interpreter="by hand")
+        users = [{"user": 0}, {"user": 1}, {"user": 2}]
+        figures = top_k_figures("top_k", reference, candidate, users, scores, context)
+        assert figures.users == 3
+        # User 0 is the same row for row, user 2 up to its near-tie, user 1 not at all.
+        assert figures.top10_identical == pytest.approx(2 / 3) and figures.top10_exact == pytest.approx(1 / 3)
+        assert figures.top100_identical == pytest.approx(2 / 3) and figures.top100_exact == pytest.approx(1 / 3)
+        # User 2's top 10 holds row 11 instead of row 10: 9 of the reference's 10.
+        assert figures.top10_overlap == pytest.approx((1.0 + 1.0 + 0.9) / 3) and figures.top10_overlap_min == 0.9
+        assert figures.top100_overlap == pytest.approx((1.0 + 0.99 + 1.0) / 3)
+        assert figures.top100_overlap_min == pytest.approx(0.99)
+        assert figures.max_abs_diff == pytest.approx(1e-3)
+
+    def test_a_row_outside_the_catalog_is_an_infinite_difference(self):
+        from convert.signature_parity import ParityContext, top_k_figures
+
+        scores = np.ones((1, 120))
+        context = ParityContext(movies=("m",) * 120, user_rows={}, movie_rows={}, coverage=1.0, interpreter="by hand")
+
+        def answer(key, user, k):
+            return {"item_rows": np.r_[0, np.arange(2, int(k[0]) + 1)], "rating": np.ones(int(k[0]))}
+
+        figures = top_k_figures("top_k", answer, answer, [{"user": 0}], scores, context)
+        assert figures.max_abs_diff == float("inf") and figures.top10_identical == 0.0 and figures.top10_exact == 0.0

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from convert import TargetError
 from device_runtime.flatbuffer import read_flatbuffer
 from tests.convert.conftest import FEW_RANKING_USERS
-from tests.convert.scoring import independent_figures, litert_scores
+from tests.convert.scoring import buffers_and_readers, independent_figures, litert_scores, litert_signature, rows
 
 pytestmark = pytest.mark.tensorflow
 
@@ -101,3 +103,69 @@ class TestWeightOnlyInt8:
     def test_smaller_than_float32(self, weight_only, conversions):
         float32 = conversions.get("float32")
         assert weight_only.tflite_path.stat().st_size < 0.6 * float32.tflite_path.stat().st_size
+
+
+@pytest.fixture(scope="module")
+def quantized(conversions, factor_saved_model, device_pythons):
+    """The factor family in weight-only int8, for LiteRT with XNNPACK and tflite-runtime 2.14."""
+    result = conversions.get(
+        "factor-weight-only-int8",
+        saved_model=factor_saved_model,
+        quantization="weight-only-int8",
+        targets=("litert-xnnpack", "tflite-runtime-2.14"),
+        runtime_pythons=device_pythons,
+        ranking_users=FEW_RANKING_USERS,
+    )
+    assert result.accepted, getattr(result, "failures", result)
+    return result
+
+
+class TestWeightOnlyInt8SharedTables:
+    """The factor family reads one movie table from seven subgraphs: it is quantized once, for all of them."""
+
+    INT8 = 9  # schema TensorType.INT8
+
+    def test_the_movie_table_is_one_int8_buffer_read_by_every_subgraph(self, quantized, factor_tables):
+        table = factor_tables.movie_vectors
+        found = [
+            (data, readers)
+            for data, readers in buffers_and_readers(quantized.tflite_path).values()
+            if len(data) == table.size
+        ]
+        assert len(found) == 1, "the movie table should be stored once, as int8"
+        data, readers = found[0]
+        assert len({subgraph for subgraph, _, _ in readers}) >= 5
+        assert {tensor_type for _, tensor_type, _ in readers} == {self.INT8}
+        (scales,) = {scale for _, _, scale in readers}  # one scheme for every reader
+        # Symmetric int8 with one scale: the table's largest magnitude maps to 127.
+        assert scales == pytest.approx((np.abs(table).max() / 127,), rel=1e-6)
+        np.testing.assert_array_equal(
+            np.frombuffer(data, np.int8), np.round(table.reshape(-1) / scales[0]).astype(np.int8)
+        )
+
+    def test_every_signature_computes_with_the_dequantized_tables(self, quantized, factor_tables):
+        def dequantized(values):
+            scale = np.abs(values).max() / 127
+            return (np.round(values / scale) * scale).astype(np.float32)
+
+        # Tables below 1,024 values (the biases) stay float32; the vector tables become int8.
+        tables = dataclasses.replace(
+            factor_tables,
+            user_vectors=dequantized(factor_tables.user_vectors),
+            movie_vectors=dequantized(factor_tables.movie_vectors),
+        )
+        every_movie = np.arange(1, len(tables.movies) + 1, dtype=np.int32)
+        scored = litert_signature(quantized.tflite_path, "score_rows", user_row=rows(9), item_rows=every_movie)
+        np.testing.assert_allclose(
+            scored["rating"], tables.ratings(np.full(len(every_movie), 9), every_movie), atol=3e-6
+        )
+        best = litert_signature(quantized.tflite_path, "top_k", user_row=rows(9), k=rows(5))
+        np.testing.assert_allclose(
+            best["rating"], np.sort(tables.ratings(np.full(len(every_movie), 9), every_movie))[::-1][:5], atol=3e-6
+        )
+
+    def test_smaller_than_float32_and_loads_everywhere(self, quantized, factor_float32, device_pythons):
+        assert quantized.size_bytes < factor_float32.size_bytes
+        assert all(check.loads and check.runs for check in quantized.runtimes)
+        assert {"tflite_runtime"} <= {check.runtime for check in quantized.runtimes} or not device_pythons
+        assert all(target.passed for target in quantized.targets)

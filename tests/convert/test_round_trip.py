@@ -32,9 +32,23 @@ def float16_cli(tiny_export, tmp_path_factory):
     """The float16 variant, made through the command line as a user would."""
     out = tmp_path_factory.mktemp("cli") / "model-float16.tflite"
     completed = subprocess.run(
-        [sys.executable, "-m", "convert", str(tiny_export), "--out", str(out), "--quantize", "float16",
-         "--ranking-users", str(FEW_RANKING_USERS)],
-        cwd=REPOSITORY, capture_output=True, text=True, check=False, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "convert",
+            str(tiny_export),
+            "--out",
+            str(out),
+            "--quantize",
+            "float16",
+            "--ranking-users",
+            str(FEW_RANKING_USERS),
+        ],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     return out, completed
 
@@ -77,7 +91,10 @@ class TestFloat32:
         assert manifest.users_sha256 == hashlib.sha256("".join(f"{u}\n" for u in users).encode("utf-8")).hexdigest()
         assert manifest.quantization == "none"
         assert (manifest.signature.user_input, manifest.signature.item_input, manifest.signature.output) == (
-            "user_id", "movie_title", "rating")
+            "user_id",
+            "movie_title",
+            "rating",
+        )
         metrics = json.loads((tiny_export / "metrics.json").read_text(encoding="utf-8"))
         assert manifest.training_metrics["test_rmse"] == metrics["test_rmse"]
         assert float32.vocabulary_source == "export folder vocab/"
@@ -94,8 +111,10 @@ class TestFloat32:
         assert litert.candidates == len(movies)
         # The probe ranks every movie for the vocabulary's first user, against the SavedModel.
         users = [read_lines(tiny_export / "vocab" / "users.txt")[0]] * len(movies)
-        direct = np.abs(litert_scores(float32.tflite_path, users, movies) - saved_model_scores(
-            tiny_export / "saved_model", users, movies))
+        direct = np.abs(
+            litert_scores(float32.tflite_path, users, movies)
+            - saved_model_scores(tiny_export / "saved_model", users, movies)
+        )
         assert litert.with_default_delegates.max_abs_diff == pytest.approx(float(direct.max()), abs=1e-7)
         assert direct.max() <= 1e-4
 
@@ -124,26 +143,53 @@ class TestFloat16ThroughTheCommandLine:
     def test_summary_table_is_built_from_the_reports(self, float16_cli, float32):
         out, _ = float16_cli
         completed = subprocess.run(
-            [sys.executable, "-m", "convert", "--summary-markdown", str(float32.report_path),
-             str(out.with_name("model-float16.parity.json"))],
-            cwd=REPOSITORY, capture_output=True, text=True, check=False, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "convert",
+                "--summary-markdown",
+                str(float32.report_path),
+                str(out.with_name("model-float16.parity.json")),
+            ],
+            cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
         )
         assert completed.returncode == 0
-        rows = [line for line in completed.stdout.splitlines() if line.startswith("| none ") or line.startswith("| float16 ")]
-        assert len(rows) == 6  # one row per mode in each of the three tables
+        rows = [
+            line
+            for line in completed.stdout.splitlines()
+            if line.startswith("| none ") or line.startswith("| float16 ")
+        ]
+        # Per mode: size and parity, the bounds and the runtimes; then a row per other signature in the signature
+        # table, and a row per signature in the latency table.
+        others = len(float32.signature_keys) - 1
+        assert len(rows) == 2 * (3 + others + (len(float32.signature_keys) if others else 0))
         size_kb = f"| {float32.size_bytes / 1024:.0f} KB |"
         assert size_kb in rows[0]
 
     def test_check_parity_reports_every_broken_bound_at_once(self, float16_cli, tiny_export):
         out, _ = float16_cli
-        strict = ConversionConfig(tolerances=Tolerances(max_abs_diff=1e-9, rmse_diff=1e-12), ranking_users=FEW_RANKING_USERS)
+        strict = ConversionConfig(
+            tolerances=Tolerances(max_abs_diff=1e-9, rmse_diff=1e-12), ranking_users=FEW_RANKING_USERS
+        )
         with pytest.raises(ParityError) as raised:
             check_parity(tiny_export, out, strict)
-        assert [f.check for f in raised.value.failures] == ["parity.max_abs_diff", "parity.rmse_diff"]
-        assert "2 checks failed" in str(raised.value) and "must be <= 1e-09" in str(raised.value)
+        checks = [f.check for f in raised.value.failures]
+        # float16 moves every score a little: both bounds fail for the strings signature, and for every other one.
+        assert checks[:3] == [
+            "parity.serving_default.max_abs_diff",
+            "parity.serving_default.ranking_max_abs_diff",
+            "parity.serving_default.rmse_diff",
+        ]
+        signatures = read_manifest(read_flatbuffer(out.read_bytes())).signatures
+        assert {check.split(".")[1] for check in checks} == set(signatures)
+        assert f"{len(checks)} checks failed" in str(raised.value) and "must be <= 1e-09" in str(raised.value)
 
     def test_check_parity_uses_the_manifest_mode_by_default(self, float16_cli, tiny_export):
         out, _ = float16_cli
-        figures = check_parity(tiny_export, out, ConversionConfig(ranking_users=FEW_RANKING_USERS))
+        figures = check_parity(tiny_export, out, ConversionConfig(ranking_users=FEW_RANKING_USERS))["serving_default"]
         # float16 moves scores by more than the float32 bound, so only float16's bounds let it pass
         assert figures.pairs == 20_000 and figures.max_abs_diff > 1e-4

@@ -38,12 +38,18 @@ def test_tutorial_style_export_with_explicit_mapping(conversions, tutorial_style
 
 
 def test_other_input_names_are_accepted_when_mapped(conversions, tiny_export, tmp_path_factory):
-    saved_model = models.renamed_inputs_saved_model(tiny_export / "saved_model", tmp_path_factory.mktemp("renamed") / "sm")
+    saved_model = models.renamed_inputs_saved_model(
+        tiny_export / "saved_model", tmp_path_factory.mktemp("renamed") / "sm"
+    )
     result = conversions.get(
         "renamed", saved_model=saved_model, user_input="uid", item_input="title", ranking_users=FEW_RANKING_USERS
     )
     assert result.accepted, getattr(result, "failures", result)
-    assert (result.signature.user_input, result.signature.item_input, result.signature.output) == ("uid", "title", "score")
+    assert (result.signature.user_input, result.signature.item_input, result.signature.output) == (
+        "uid",
+        "title",
+        "score",
+    )
     users, movies = ["1", "2", "3"], ["Toy Story (1995)", "Heat (1995)", "Fargo (1996)"]
     expected = saved_model_scores(tiny_export / "saved_model", users, movies)
     actual = litert_scores(result.tflite_path, users, movies, user_input="uid", item_input="title")

@@ -13,7 +13,7 @@ Built by `make_fixtures.build_fixtures` in the main environment (TensorFlow):
 Each is converted with `TFLiteConverter.from_saved_model(dir, signature_keys=[...])`
 (builtin ops only) and sealed with `embed_manifest` and a `Manifest` listing its
 signatures. The references stored in reference.json never come from the runtime:
-factor scores from numpy over the tables (`FactorTables.scores`), user states from
+factor scores from numpy over the tables (`FactorTables.ratings`), user states from
 a numpy ridge solve of hand-cleaned histories, tower scores from plain interpreter
 calls of the strings signature.
 """
@@ -124,7 +124,7 @@ def factor_tables(seed: int, movies):
 def ridge_state(tables, cleaned, vector_ridge: float = VECTOR_RIDGE, bias_ridge: float = BIAS_RIDGE):
     """The user state of a cleaned history by numpy's exact solve (float64); the fold-in's definition."""
     rows = {title: row for row, title in enumerate(tables.movies, start=1)}
-    dimension = tables.dimension
+    dimension = tables.rank
     if not cleaned:
         return np.zeros(dimension), 0.0
     history_rows = np.array([rows[title] for title, _ in cleaned])
@@ -153,7 +153,7 @@ def factor_reference(tables, histories: dict, vector_ridge=VECTOR_RIDGE, bias_ri
     """Everything the tests compare a factor model against, from numpy alone."""
     movie_rows = np.arange(1, len(tables.movies) + 1)
     matrix = [
-        tables.scores(np.full(len(movie_rows), user_row), movie_rows).tolist()
+        tables.ratings(np.full(len(movie_rows), user_row), movie_rows).tolist()
         for user_row in range(len(tables.users) + 1)  # row 0: any unknown user
     ]
     states = {}
@@ -169,7 +169,7 @@ def factor_reference(tables, histories: dict, vector_ridge=VECTOR_RIDGE, bias_ri
         "users": list(tables.users),
         "movies": list(tables.movies),
         "scores": matrix,  # [user row][movie row - 1]; user row 0 = unknown users
-        "unknown_movie": tables.scores(user_rows, np.zeros_like(user_rows)).tolist(),  # [user row]
+        "unknown_movie": tables.ratings(user_rows, np.zeros_like(user_rows)).tolist(),  # [user row]
         "states": states,
     }
 
@@ -239,7 +239,7 @@ def build_factor_model(tables, out_path: Path, quantization: str = "none", name:
         users=tables.users,
         movies=tables.movies,
         signatures=contract.FACTOR_SIGNATURES,
-        state_dimension=tables.dimension,
+        state_dimension=tables.rank,
         quantization=quantization,
         name=name,
     )

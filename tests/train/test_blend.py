@@ -35,10 +35,10 @@ def tiny_blend():
 def _serve(tables, users, movies):
     import tensorflow as tf
 
-    from train.factor_tables import serving_module
+    from train.serving import FactorServing, FoldIn
 
-    module = serving_module(tables)  # held: its tf.function keeps only a weak reference to it
-    return module.serve(tf.constant(users), tf.constant(movies))["rating"].numpy()
+    module = FactorServing(tables, FoldIn(4.0, 4.0))  # held: its tf.function keeps only a weak reference to it
+    return module.score_strings(tf.constant(users), tf.constant(movies))["rating"].numpy()
 
 
 def test_vocabularies_are_every_user_and_movie_of_the_data(tiny_blend):
@@ -99,16 +99,15 @@ def test_blend_figures_are_typed_and_count_epochs_run_and_kept(tiny_blend):
 def test_saved_and_reloaded_blend_scores_the_same(tiny_blend, tmp_path):
     import tensorflow as tf
 
-    from train.factor_tables import serving_module
-    from train.model import export_saved_model
+    from train.serving import FactorServing, FoldIn, export_saved_model
 
     result, test_rows = tiny_blend
-    module = serving_module(result.tables)
+    module = FactorServing(result.tables, FoldIn(4.0, 4.0))
     export_saved_model(module, tmp_path / "saved_model")
     signature = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_default"]
     users, movies = tf.constant(test_rows.user_id[:100]), tf.constant(test_rows.movie_title[:100])
     np.testing.assert_array_equal(
-        signature(user_id=users, movie_title=movies)["rating"].numpy(), module.serve(users, movies)["rating"].numpy()
+        signature(user_id=users, movie_title=movies)["rating"].numpy(), module.score_strings(users, movies)["rating"].numpy()
     )
 
 
@@ -116,11 +115,10 @@ def test_blend_converts_to_builtin_ops_only(tiny_blend, tmp_path):
     import tensorflow as tf
 
     from device_runtime.flatbuffer import read_flatbuffer
-    from train.factor_tables import serving_module
-    from train.model import export_saved_model
+    from train.serving import FactorServing, FoldIn, export_saved_model
 
     result, _ = tiny_blend
-    export_saved_model(serving_module(result.tables), tmp_path / "saved_model")
+    export_saved_model(FactorServing(result.tables, FoldIn(4.0, 4.0)), tmp_path / "saved_model")
     converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved_model"))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     flatbuffer = converter.convert()

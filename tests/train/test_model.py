@@ -78,7 +78,8 @@ def test_saved_model_in_a_fresh_process_scores_like_the_in_memory_model(tmp_path
     import tensorflow as tf
 
     from train.data import load_ratings, split_ratings
-    from train.model import ServingModule, export_saved_model, fit_model, in_memory_training_data
+    from train.model import fit_model, in_memory_training_data
+    from train.serving import TowerServing, export_saved_model
 
     ratings = load_ratings()
     train_rows, _ = split_ratings(ratings)
@@ -90,7 +91,7 @@ def test_saved_model_in_a_fresh_process_scores_like_the_in_memory_model(tmp_path
         config,
     )
     in_memory = trained.model({"user_id": tf.constant(["42"]), "movie_title": tf.constant(["Speed (1994)"])}).numpy()
-    export_saved_model(ServingModule(trained.model.ranking_model), tmp_path / "saved_model")
+    export_saved_model(TowerServing.from_tower(trained.model.ranking_model), tmp_path / "saved_model")
 
     script = (
         "import os, sys, json; os.environ['TF_USE_LEGACY_KERAS'] = '1'\n"
@@ -118,7 +119,8 @@ def test_tutorial_preset_lands_in_the_tutorials_rmse_window(tmp_path):
 
 def test_training_is_reproducible_for_a_seed(tmp_path):
     from train.data import load_ratings, split_ratings
-    from train.model import ServingModule, fit_model, in_memory_training_data, serving_score
+    from train.model import fit_model, in_memory_training_data
+    from train.serving import TowerServing, strings_scorer
 
     ratings = load_ratings()
     train_rows, test_rows = split_ratings(ratings)
@@ -128,7 +130,7 @@ def test_training_is_reproducible_for_a_seed(tmp_path):
     def scores(seed):
         config = preset_config("tutorial", epochs=1, seed=seed)
         trained = fit_model(in_memory_training_data(rows, config), users, movies, config)
-        score = serving_score(ServingModule(trained.model.ranking_model))
+        score = strings_scorer(TowerServing.from_tower(trained.model.ranking_model))
         return score(test_rows.user_id[:100], test_rows.movie_title[:100])
 
     first, second = scores(42), scores(42)
