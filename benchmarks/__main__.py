@@ -2,7 +2,7 @@
 
     python -m benchmarks latency --model M.tflite [--model M2.tflite ...]
         [--candidates 1,10,100,1000,all] [--threads 1,2,4] [--backend NAME ...]
-        [--methods rank,invoke,loop,signature_loop] [--runs N] [--warmup N] [--min-seconds S]
+        [--methods rank,rank_prepared,rank_catalog,...] [--runs N] [--warmup N] [--min-seconds S]
         [--out results.json] [--csv results.csv] [--plot latency.png]
     python -m benchmarks mutations --model M.tflite [--count 10000] [--seed N] [--jobs N] [--timeout S]
         [--kinds flip,zero,truncate] [--backend NAME] --out RESULT.json [--markdown F] [--keep DIR]
@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 from benchmarks.config import (
     DEFAULT_BLOCK,
     DEFAULT_LOOP_MAX_CANDIDATES,
+    DEFAULT_METHODS,
     DEFAULT_MIN_SECONDS,
     DEFAULT_RUNS,
     DEFAULT_USER,
@@ -88,10 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     latency.add_argument("--backend", action="append", default=[], metavar="NAME",
                          help="auto, litert (ai_edge_litert), tflite_runtime or tensorflow; repeat or comma-separate; "
                          "default: every installed backend")
-    latency.add_argument("--methods", default="rank,invoke,loop,signature_loop", metavar="LIST",
-                         help="rank (Ranker.rank, one call for all candidates), invoke (the bare interpreter, one call "
-                         "for all, inputs encoded beforehand), loop (the tutorial's set_tensor/invoke per candidate), "
-                         "signature_loop (a SignatureRunner call per candidate) (default: all four)")
+    latency.add_argument("--methods", default=",".join(m.value for m in DEFAULT_METHODS), metavar="LIST",
+                         help="rank (Ranker.rank on a list of titles), rank_prepared (on a prepared CandidateSet), "
+                         "rank_strings (the strings signature through the Ranker), rank_catalog (rank(user): the whole "
+                         "catalog, top-k in the graph), personalize_rank (personalize a 50-rating history, then rank "
+                         "the catalog), rank_personalized (rank the catalog for a history personalized beforehand), "
+                         "invoke (the bare strings signature, inputs encoded beforehand), invoke_top_k (the bare top_k "
+                         "signature), loop (the tutorial's set_tensor/invoke per candidate), signature_loop (a "
+                         "SignatureRunner call per candidate); the whole-catalog ones run at 'all' only "
+                         "(default: all of them)")
     latency.add_argument("--loop-max-candidates", type=int, default=DEFAULT_LOOP_MAX_CANDIDATES, metavar="N",
                          help=f"run the per-candidate loops only up to N candidates (default: {DEFAULT_LOOP_MAX_CANDIDATES})")
     latency.add_argument("--runs", type=int, default=DEFAULT_RUNS, metavar="N",

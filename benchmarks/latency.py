@@ -25,7 +25,15 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from benchmarks import machine as machine_info
-from benchmarks.config import ALL_CANDIDATES, INTERPRETER_METHODS, LOOP_METHODS, LatencySettings, Method
+from benchmarks.config import (
+    ALL_CANDIDATES,
+    CATALOG_METHODS,
+    INTERPRETER_METHODS,
+    LOOP_METHODS,
+    PERSONALIZED_METHODS,
+    LatencySettings,
+    Method,
+)
 from benchmarks.errors import BenchmarkError, SettingsError
 from benchmarks.report import STATUS_FAILED, STATUS_OK, LatencyReport, Record, finite_or_none
 from benchmarks.stats import MIN_RUNS_FOR_STABLE_P99, summarize
@@ -33,12 +41,14 @@ from benchmarks.subjects import (
     SAVED_MODEL_BACKEND,
     Loaded,
     SavedModelHandle,
+    benchmark_history,
     load_interpreter,
-    load_rank,
+    load_ranker,
     load_saved_model,
     open_saved_model,
     tensorflow_installed,
 )
+from device_runtime import contract
 from device_runtime.backends import AUTO_ORDER, Backend, import_backend, parse_backend
 from device_runtime.errors import DeviceRuntimeError, one_line
 from device_runtime.flatbuffer import read_flatbuffer
@@ -56,6 +66,8 @@ MAX_ROUNDS = 1_000_000
 BUSY_LOAD_PER_CORE = 0.5
 
 Clock = Callable[[], int]
+# Methods timed through a Ranker (the others drive a bare interpreter or TensorFlow).
+RANKER_METHODS = tuple(m for m in Method if m not in INTERPRETER_METHODS and m is not Method.SAVED_MODEL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +82,10 @@ class ModelUnderTest:
         signature_key / user_input / item_input: the signature to drive.
         pool: the titles candidate lists are taken from (first N, or all).
         saved_model: a SavedModel found for it (beside it, or named in its parity report).
+        signatures: the contract signatures its manifest lists (the strings one alone without a manifest).
+        catalog: True when `pool` is the model's own movie vocabulary in row order
+            (the whole-catalog methods need it).
+        user_row: the --user's row in the model's user vocabulary (0 = unknown or no vocabulary).
     """
 
     path: Path
@@ -81,6 +97,9 @@ class ModelUnderTest:
     item_input: Optional[str]
     pool: tuple[str, ...]
     saved_model: Optional[Path]
+    signatures: tuple[str, ...] = (contract.STRINGS,)
+    catalog: bool = False
+    user_row: int = contract.OOV_ROW
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +223,8 @@ def describe_model(path: Path, settings: LatencySettings, titles_from_file: Opti
         )
     signature = manifest.signature if manifest is not None else None
     rmse, saved_in_parity = read_parity_rmse(path)
+    users = manifest.users if manifest is not None else None
+    user_row = users.index(settings.user) + 1 if users and settings.user in users else contract.OOV_ROW
     return ModelUnderTest(
         path=path,
         size_bytes=len(content),
@@ -214,6 +235,9 @@ def describe_model(path: Path, settings: LatencySettings, titles_from_file: Opti
         item_input=settings.item_input or (signature.item_input if signature else None),
         pool=tuple(pool),
         saved_model=find_saved_model(path, saved_in_parity),
+        signatures=manifest.signatures if manifest is not None else (contract.STRINGS,),
+        catalog=titles_from_file is None,
+        user_row=user_row,
     )
 
 
@@ -269,18 +293,48 @@ def candidate_lists(model: ModelUnderTest, counts: Sequence[Union[int, str]]) ->
     return lists
 
 
+def _skipped_reason(method: Method, model: ModelUnderTest, has_all: bool) -> Optional[str]:
+    """Why a method cannot be timed on a model (None when it can)."""
+    if method in CATALOG_METHODS and not model.catalog:
+        return "ranks the model's own catalog, and --candidates-file replaces it"
+    if method in CATALOG_METHODS and not has_all:
+        return "ranks the whole catalog: add all to --candidates"
+    if method is Method.LOOP and len(model.signatures) > 1:
+        return "sets the tensors of the first subgraph, which is not the strings signature in a model with several"
+    if method is Method.INVOKE_TOP_K and contract.TOP_K not in model.signatures:
+        return f"needs the {contract.TOP_K} signature, which the model lacks"
+    if method in PERSONALIZED_METHODS and contract.USER_STATE not in model.signatures:
+        return f"needs the personalized signatures ({contract.USER_STATE}), which the model lacks"
+    return None
+
+
 def plan(
     settings: LatencySettings, models: Sequence[ModelUnderTest], backends: Sequence[str], notes: list[str]
 ) -> list[Configuration]:
-    """Every interpreter configuration to time, in load order: model, backend, threads, method, candidates."""
+    """Every interpreter configuration to time, in load order: model, backend, threads, method, candidates.
+
+    The loops stop at --loop-max-candidates; the whole-catalog methods run at
+    the "all" count only, on models that have what they call (a note says
+    what was left out and why).
+    """
     configurations = []
     skipped_loops = False
     for model in models:
         lists = candidate_lists(model, settings.candidates)
+        has_all = any(spec == ALL_CANDIDATES for _, spec in lists)
+        methods = []
+        for method in (m for m in settings.methods if m is not Method.SAVED_MODEL):
+            reason = _skipped_reason(method, model, has_all)
+            if reason is None:
+                methods.append(method)
+            else:
+                notes.append(f"{method.value} was not timed on {model.path.name}: it {reason}")
         for backend in backends:
             for threads in settings.threads:
-                for method in (m for m in settings.methods if m is not Method.SAVED_MODEL):
+                for method in methods:
                     for count, spec in lists:
+                        if method in CATALOG_METHODS and spec != ALL_CANDIDATES:
+                            continue
                         if method in LOOP_METHODS and count > settings.loop_max_candidates:
                             skipped_loops = True
                             continue
@@ -389,9 +443,11 @@ def _load(
     settings: LatencySettings,
 ) -> Loaded:
     model, titles = configuration.model, configuration.model.pool[: configuration.candidates]
-    if configuration.method is Method.RANK:
-        return load_rank(
-            model.path, configuration.backend, configuration.threads, settings.user, titles,
+    method = configuration.method
+    if method in RANKER_METHODS:
+        history = benchmark_history(model.pool) if method in PERSONALIZED_METHODS else ()
+        return load_ranker(
+            method, model.path, configuration.backend, configuration.threads, settings.user, titles, history,
             model.user_input, model.item_input,
         )
     if configuration.method in INTERPRETER_METHODS:
@@ -400,8 +456,8 @@ def _load(
         backend = rank_choice.backend if rank_choice else configuration.backend
         delegate = rank_choice.delegate if rank_choice else "default"
         return load_interpreter(
-            configuration.method, model.path, backend, delegate, configuration.threads, settings.user, titles,
-            model.signature_key, model.user_input, model.item_input,
+            method, model.path, backend, delegate, configuration.threads, settings.user, titles,
+            model.signature_key, model.user_input, model.item_input, model.user_row,
         )
     if model.saved_model not in saved_models:
         saved_models[model.saved_model] = open_saved_model(
@@ -437,7 +493,7 @@ def _load_all(configurations: Sequence[Configuration], settings: LatencySettings
         if rss_before is not None and rss_after is not None:
             outcome.rss_delta = rss_after - rss_before
         outcome.peak_rss = machine_info.peak_rss_bytes()
-        if outcome.loaded is not None and configuration.method is Method.RANK:
+        if outcome.loaded is not None and configuration.method in RANKER_METHODS:
             rank_choices.setdefault(_group(configuration), outcome.loaded)
             if outcome.loaded.delegate_fallback:
                 notes.append(
@@ -499,7 +555,8 @@ def _record(outcome: _Outcome, outcomes: Sequence[_Outcome]) -> Record:
     if reference is not None and reference.samples:
         reference_median = summarize(reference.samples).median_us
         slowdown = summary.median_us / reference_median if reference_median > 0 else None
-        if reference.scores is not None and outcome.scores is not None:
+        same_user = configuration.method not in PERSONALIZED_METHODS
+        if same_user and reference.scores is not None and outcome.scores is not None:
             diff = float(np.max(np.abs(outcome.scores - reference.scores))) if len(outcome.scores) else 0.0
     warmup_us = [ns / 1000 for ns in outcome.warmup_ns]
     return Record(
