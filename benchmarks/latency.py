@@ -297,14 +297,14 @@ def _skipped_reason(method: Method, model: ModelUnderTest, has_all: bool) -> Opt
     """Why a method cannot be timed on a model (None when it can)."""
     if method in CATALOG_METHODS and not model.catalog:
         return "ranks the model's own catalog, and --candidates-file replaces it"
-    if method in CATALOG_METHODS and not has_all:
-        return "ranks the whole catalog: add all to --candidates"
     if method is Method.LOOP and len(model.signatures) > 1:
         return "sets the tensors of the first subgraph, which is not the strings signature in a model with several"
     if method is Method.INVOKE_TOP_K and contract.TOP_K not in model.signatures:
         return f"needs the {contract.TOP_K} signature, which the model lacks"
     if method in PERSONALIZED_METHODS and contract.USER_STATE not in model.signatures:
         return f"needs the personalized signatures ({contract.USER_STATE}), which the model lacks"
+    if method in CATALOG_METHODS and not has_all:
+        return "ranks the whole catalog: add all to --candidates"
     return None
 
 
