@@ -117,7 +117,7 @@ class LatencyReport:
 # --- files ---------------------------------------------------------------------
 
 
-def _write(path: Path, content: bytes) -> None:
+def write_report_file(path: Path, content: bytes) -> None:
     """Writes a report file atomically (device_runtime.files).
 
     Raises:
@@ -145,14 +145,14 @@ def check_output_path(path: Path, option: str) -> None:
 def write_json(report: LatencyReport, path: Path) -> None:
     """Writes the JSON document atomically."""
     text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
-    _write(path, (text + "\n").encode("utf-8"))
+    write_report_file(path, (text + "\n").encode("utf-8"))
 
 
 def write_report_files(report, out: Path, markdown: Optional[Path] = None) -> None:
     """Writes a report's JSON (`report.to_dict()`) and, if asked, its Markdown (`report.to_markdown()`), atomically."""
-    _write(out, (json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    write_report_file(out, (json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     if markdown is not None:
-        _write(markdown, report.to_markdown().encode("utf-8"))
+        write_report_file(markdown, report.to_markdown().encode("utf-8"))
 
 
 def write_csv(report: LatencyReport, path: Path) -> None:
@@ -169,7 +169,7 @@ def write_csv(report: LatencyReport, path: Path) -> None:
         row = {key: "" if value is None else value for key, value in dataclasses.asdict(record).items()}
         row.update({key: "" if value is None else value for key, value in machine_columns.items()})
         writer.writerow(row)
-    _write(path, buffer.getvalue().encode("utf-8"))
+    write_report_file(path, buffer.getvalue().encode("utf-8"))
 
 
 def matplotlib_available() -> bool:
@@ -223,7 +223,7 @@ def write_plot(report: LatencyReport, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    _write(path, buffer.getvalue())
+    write_report_file(path, buffer.getvalue())
 
 
 # --- table ---------------------------------------------------------------------
