@@ -201,8 +201,8 @@ def _add_catalog(commands) -> None:
     catalog.add_argument("--users", type=int, metavar="N",
                          help=f"building: rows of the synthetic user table (default: {DEFAULT_USERS}, as MovieLens 100K)")
     catalog.add_argument("--seed", type=int, metavar="N", help=f"building: the tables' seed (default: {DEFAULT_SEED})")
-    catalog.add_argument("--user", default=DEFAULT_USER,
-                         help=f"the synthetic user to rank for, 1 to --users (default: {DEFAULT_USER})")
+    catalog.add_argument("--user", help=f"the synthetic user to rank for, 1 to --users (default: {DEFAULT_USER}; "
+                         "with --models: the one the folder's build checked)")
     catalog.add_argument("--backend", default="auto", metavar="NAME",
                          help="auto, litert (ai_edge_litert), tflite_runtime or tensorflow (default: auto)")
     catalog.add_argument("--threads", type=int, default=1, metavar="N",

@@ -100,7 +100,8 @@ class CatalogSettings:
         variants: quantization variants; empty means every one (the converter's, or the folder's).
         k: how many of the best movies each ranking returns.
         users / seed: the synthetic tables (building only).
-        user: the user id ranked for (a row of the user table: "1".."users").
+        user: the user id ranked for (a row of the user table: "1".."users"); None: DEFAULT_USER when
+            building, the folder's own (the one its build checked) when timing a folder.
         backend / threads: the interpreter (numpy's BLAS runs on as many threads).
         runs / min_seconds / block: the interleaved timer's stopping rules.
         build_only: build into this folder and stop.
@@ -112,7 +113,7 @@ class CatalogSettings:
     k: int = DEFAULT_K
     users: int = DEFAULT_USERS
     seed: int = DEFAULT_SEED
-    user: str = DEFAULT_USER
+    user: Optional[str] = None
     backend: str = "auto"
     threads: int = 1
     runs: int = DEFAULT_RUNS
@@ -139,8 +140,8 @@ class CatalogSettings:
             raise SettingsError(f"--k {self.k} is more than the smallest catalog ({min(self.items):,} movies)")
         if self.users < 1:
             raise SettingsError(f"--users must be at least 1, got {self.users}")
-        if self.models is None and not (self.user.isdigit() and 1 <= int(self.user) <= self.users):
-            raise SettingsError(f"--user {self.user!r} is not one of the synthetic users, 1 to {self.users}")
+        if self.models is None and not _is_user(self.building_user, self.users):
+            raise SettingsError(f"--user {self.building_user!r} is not one of the synthetic users, 1 to {self.users}")
         for name, value in (("--threads", self.threads), ("--runs", self.runs), ("--block", self.block)):
             if value < 1:
                 raise SettingsError(f"{name} must be at least 1, got {value}")
@@ -149,6 +150,10 @@ class CatalogSettings:
         for refused in REFUSED_VARIANTS:
             if refused in self.variants:
                 raise SettingsError(f"--variants {refused}: the converter refuses it for these models; leave it out")
+
+    @property
+    def building_user(self) -> str:
+        return DEFAULT_USER if self.user is None else self.user
 
     def to_dict(self) -> dict:
         """The report's settings block."""
@@ -160,6 +165,11 @@ class CatalogSettings:
             models=None if self.models is None else str(self.models),
         )
         return data
+
+
+def _is_user(user: str, users: int) -> bool:
+    """True for "1".."users", the synthetic user ids (user "n" is row n of the user table)."""
+    return user.isdigit() and 1 <= int(user) <= users
 
 
 # --- the models folder ------------------------------------------------------------------------
@@ -195,7 +205,7 @@ def build(settings: CatalogSettings, folder: Path, command: str) -> dict:
         variants=settings.variants or offered,
         users=settings.users,
         seed=settings.seed,
-        user=settings.user,
+        user=settings.building_user,
         k=settings.k,
     )
     began = time.perf_counter()
@@ -209,7 +219,7 @@ def build(settings: CatalogSettings, folder: Path, command: str) -> dict:
         "dimension": DIMENSION,
         "users": settings.users,
         "seed": settings.seed,
-        "user": settings.user,
+        "user": settings.building_user,
         "k": settings.k,
         "seconds": round(time.perf_counter() - began, 1),
         "sizes": sizes,
@@ -281,8 +291,9 @@ def time_folder(settings: CatalogSettings, folder: Path, index: dict, command: s
     created_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     backend = resolve_backends([settings.backend])[0]
     pairs = select(index, settings, folder)
-    user, users = settings.user, int(index["users"])
-    if not (user.isdigit() and 1 <= int(user) <= users):
+    users = int(index["users"])
+    user = settings.user if settings.user is not None else str(index.get("user", DEFAULT_USER))
+    if not _is_user(user, users):
         raise SettingsError(f"--user {user!r} is not one of the synthetic users of {folder}, 1 to {users}")
     k = settings.k
     smallest = min(int(size["items"]) for size, _ in pairs)
@@ -343,7 +354,7 @@ def build_in_child(settings: CatalogSettings, folder: Path, quiet: bool) -> None
     command = [
         sys.executable, "-m", "benchmarks", "catalog", "--build-only", str(folder),
         "--items", ",".join(str(count) for count in settings.items), "--k", str(settings.k),
-        "--users", str(settings.users), "--seed", str(settings.seed), "--user", settings.user,
+        "--users", str(settings.users), "--seed", str(settings.seed), "--user", settings.building_user,
     ]
     if settings.variants:
         command += ["--variants", ",".join(settings.variants)]

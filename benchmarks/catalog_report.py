@@ -161,8 +161,8 @@ class CatalogReport:
                 lines.append(f"| {r.items:,} | {r.variant} | {_mb(r.model_bytes)} | failed: {_cell(r.error)} ||||||")
                 continue
             lines.append(
-                f"| {r.items:,} | {r.variant} | {_mb(r.model_bytes)} | {r.load_ms:,.0f} | {r.rss_mb:,.0f} | "
-                f"{r.rank_us:,.0f} | {r.floor_us:,.0f} | {r.ratio:.2f} | {_top(r)} |"
+                f"| {r.items:,} | {r.variant} | {_mb(r.model_bytes)} | {_number(r.load_ms)} | {r.rss_mb:,.0f} | "
+                f"{_number(r.rank_us)} | {_number(r.floor_us)} | {r.ratio:.2f} | {_top(r)} |"
             )
         goal = self.goal()
         verdict = {True: "met", False: "NOT met", None: "not measured at every size"}[goal["met"]]
@@ -189,8 +189,8 @@ def format_table(report: CatalogReport) -> str:
             lines.append(f"{r.items:>9,}  {r.variant:<17} failed: {r.error}")
             continue
         lines.append(
-            f"{r.items:>9,}  {r.variant:<17}{_mb(r.model_bytes):>8}{r.load_ms:>9,.0f}{r.rss_mb:>8,.0f}"
-            f"{r.rank_us:>10,.0f}{r.floor_us:>10,.0f}{r.ratio:>8.2f}  {_top(r)}"
+            f"{r.items:>9,}  {r.variant:<17}{_mb(r.model_bytes):>8}{_number(r.load_ms):>9}{r.rss_mb:>8,.0f}"
+            f"{_number(r.rank_us):>10}{_number(r.floor_us):>10}{r.ratio:>8.2f}  {_top(r)}"
         )
     goal = report.goal()
     lines.append(f"goal: float32 at most {GOAL_MAX_RATIO:g}x the floor at every size: "
@@ -224,6 +224,7 @@ def write_plot(report: CatalogReport, path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     measured = [r for r in report.records if r.ok]
     if not measured:
@@ -240,9 +241,13 @@ def write_plot(report: CatalogReport, path) -> None:
     latency.plot([r.items for r in floor], [r.floor_us for r in floor], "k--", marker="x", label="numpy floor")
     latency.set_ylabel(f"median top-{report.k} latency (µs)")
     memory.set_ylabel("MiB")
+    sizes = sorted({r.items for r in measured})
     for axes in (latency, memory):
         axes.set_xscale("log")
         axes.set_yscale("log")
+        axes.set_xticks(sizes, [f"{size:,}" for size in sizes])
+        axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        axes.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.4g}"))
         axes.set_xlabel("movies in the catalog")
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=7)
@@ -260,6 +265,11 @@ def write_plot(report: CatalogReport, path) -> None:
 def _sizes(records) -> str:
     sizes = sorted({r.items for r in records})
     return " to ".join(f"{size:,}" for size in (sizes[0], sizes[-1])) if len(sizes) > 1 else f"{sizes[0]:,}"
+
+
+def _number(value: float) -> str:
+    """Whole units from 100 up, one decimal below."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
 
 
 def _mb(size: Optional[int]) -> str:

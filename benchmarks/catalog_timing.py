@@ -213,7 +213,7 @@ def child_environment(threads: int) -> dict:
     for name in BLAS_THREAD_VARIABLES:
         environment[name] = str(threads)
     root = str(Path(__file__).resolve().parents[1])
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [root, environment.get("PYTHONPATH")]))
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [environment.get("PYTHONPATH"), root]))
     return environment
 
 
