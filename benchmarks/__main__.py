@@ -49,7 +49,6 @@ from benchmarks.catalog import (
     CatalogSettings,
     build,
     exact_check_failures,
-    parse_counts,
     parse_variants,
     run_catalog,
     summarize_build,
@@ -232,7 +231,9 @@ def _catalog_settings(args: argparse.Namespace) -> CatalogSettings:
             if value is not None:
                 raise SettingsError(f"{option} applies to building; the models in {args.models} are already built")
     return CatalogSettings(
-        items=parse_counts(args.items, "--items") if args.items else (() if args.models else DEFAULT_ITEMS),
+        items=parse_positive_ints(args.items, "--items", "10000,100000") if args.items else (
+            () if args.models else DEFAULT_ITEMS
+        ),
         variants=parse_variants(args.variants) if args.variants is not None else (),
         k=args.k,
         users=DEFAULT_USERS if args.users is None else args.users,

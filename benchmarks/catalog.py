@@ -64,25 +64,6 @@ REFUSED_VARIANTS = ("full-int8",)
 EXIT_CHECK_FAILED = 1
 
 
-def parse_counts(text: str, option: str) -> tuple[int, ...]:
-    """Parses "10000,100_000,1e6"-free integer lists such as --items.
-
-    Raises:
-        SettingsError: an entry is not a positive integer.
-    """
-    values: list[int] = []
-    for entry in (part.strip() for part in text.split(",")):
-        try:
-            value = int(entry.replace("_", ""))
-        except ValueError:
-            raise SettingsError(f"{option} entry {entry!r} is not a whole number; give e.g. 10000,100000") from None
-        if value < 1:
-            raise SettingsError(f"{option} entry {entry!r} must be at least 1")
-        if value not in values:
-            values.append(value)
-    return tuple(values)
-
-
 def parse_variants(text: str) -> tuple[str, ...]:
     """Parses "none,float16" into ("none", "float16") (checked against a folder or the converter later)."""
     variants = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))

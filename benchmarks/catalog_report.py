@@ -146,57 +146,74 @@ class CatalogReport:
         lines += [
             f"Models: synthetic factor tables ({build.get('users')} users, {build.get('dimension')}-d, seed "
             f"{build.get('seed')}, entries on a 1/256 grid) through `train.serving.FactorServing` and the converter's "
-            f"functions, TensorFlow {build.get('tensorflow_version')}, built {build.get('created_at')}. Each model "
+            f"functions, TensorFlow {build.get('tensorflow_version')}, built {build.get('created_at')} by "
+            f"`{build.get('command')}`. Each model "
             f"timed in a fresh process: `Ranker(path)`, then `rank('{self.user}', k={self.k})` over the whole catalog "
             f"against numpy's floor (matvec, argpartition, sort of the top {self.k}) on the same float32 tables, in "
             f"interleaved turns of {self.settings.block} calls, {self.settings.threads} interpreter and BLAS "
             "thread(s). Peak RSS: the process's high-water mark after loading and the first ranking.",
             "",
-            f"| movies | variant | .tflite MB | load ms | peak RSS MB | rank µs | numpy floor µs | rank ÷ floor "
-            f"| top-{self.k} = numpy |",
+            "| " + " | ".join(_headers(self.k)) + " |",
             "|---:|---|---:|---:|---:|---:|---:|---:|---|",
         ]
-        for r in self.records:
-            if not r.ok:
-                lines.append(f"| {r.items:,} | {r.variant} | {_mb(r.model_bytes)} | failed: {_cell(r.error)} ||||||")
-                continue
-            lines.append(
-                f"| {r.items:,} | {r.variant} | {_mb(r.model_bytes)} | {_number(r.load_ms)} | {r.rss_mb:,.0f} | "
-                f"{_number(r.rank_us)} | {_number(r.floor_us)} | {r.ratio:.2f} | {_top(r)} |"
-            )
-        goal = self.goal()
-        verdict = {True: "met", False: "NOT met", None: "not measured at every size"}[goal["met"]]
-        ratios = ", ".join(f"{int(items):,}: {ratio}" for items, ratio in goal["ratios"].items())
-        lines += [
-            "",
-            f"Goal (float32 top-{self.k} at most {GOAL_MAX_RATIO:g}x numpy's floor at every size): {verdict} "
-            f"({ratios}).",
-        ]
+        for record in self.records:
+            if record.ok:
+                lines.append("| " + " | ".join(_cells(record)) + " |")
+            else:
+                cells = _cells(record)[:3] + [f"failed: {_cell(record.error)}"] + [""] * 5
+                lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", goal_sentence(self) + "."]
         lines += [f"- note: {warning}" for warning in self.warnings]
         return "\n".join(lines) + "\n"
 
 
+# Column widths of the command line's table (the Markdown table's columns).
+_WIDTHS = (9, 17, 8, 9, 8, 10, 10, 8, 0)
+
+
 def format_table(report: CatalogReport) -> str:
-    """The command line's summary (the Markdown table's figures, aligned)."""
-    lines = [f"Machine: {report.machine.cpu_model or 'unknown CPU'} · {report.machine.architecture} · load "
-             + ", ".join(str(x) for x in report.machine.load_average or ())]
-    lines.append(
-        f"{'movies':>9}  {'variant':<17}{'MB':>8}{'load ms':>9}{'RSS MB':>8}{'rank µs':>10}{'floor µs':>10}"
-        f"{'÷ floor':>8}  top-{report.k}"
-    )
-    for r in report.records:
-        if not r.ok:
-            lines.append(f"{r.items:>9,}  {r.variant:<17} failed: {r.error}")
-            continue
-        lines.append(
-            f"{r.items:>9,}  {r.variant:<17}{_mb(r.model_bytes):>8}{_number(r.load_ms):>9}{r.rss_mb:>8,.0f}"
-            f"{_number(r.rank_us):>10}{_number(r.floor_us):>10}{r.ratio:>8.2f}  {_top(r)}"
-        )
-    goal = report.goal()
-    lines.append(f"goal: float32 at most {GOAL_MAX_RATIO:g}x the floor at every size: "
-                 + {True: "met", False: "NOT met", None: "not measured at every size"}[goal["met"]])
+    """The command line's summary: the Markdown table's figures, aligned."""
+    machine = report.machine
+    lines = [f"Machine: {machine.cpu_model or 'unknown CPU'} · {machine.architecture} · load "
+             + ", ".join(str(x) for x in machine.load_average or ())]
+    headers = ("movies", "variant", "MB", "load ms", "RSS MB", "rank µs", "floor µs", "÷ floor", f"top-{report.k}")
+    lines.append(_aligned(headers))
+    for record in report.records:
+        cells = _cells(record)
+        lines.append(_aligned(cells) if record.ok else f"{_aligned(cells[:2])} failed: {record.error}")
+    lines.append(goal_sentence(report))
     lines += [f"note: {warning}" for warning in report.warnings]
     return "\n".join(lines)
+
+
+def goal_sentence(report: CatalogReport) -> str:
+    """Issue 12's goal and whether this run met it."""
+    goal = report.goal()
+    verdict = {True: "met", False: "NOT met", None: "not measured at every size"}[goal["met"]]
+    ratios = ", ".join(f"{int(items):,}: {ratio}" for items, ratio in goal["ratios"].items())
+    return (f"Goal (float32 top-{report.k} at most {GOAL_MAX_RATIO:g}x numpy's floor at every size): "
+            f"{verdict} ({ratios})")
+
+
+def _headers(k: int) -> tuple[str, ...]:
+    return ("movies", "variant", ".tflite MB", "load ms", "peak RSS MB", "rank µs", "numpy floor µs", "rank ÷ floor",
+            f"top-{k} = numpy")
+
+
+def _cells(r: CatalogRecord) -> list[str]:
+    """One model's figures as text, in `_headers` order (the first three only for a failed record)."""
+    cells = [f"{r.items:,}", r.variant, _mb(r.model_bytes)]
+    if not r.ok:
+        return cells
+    return cells + [_number(r.load_ms), f"{r.rss_mb:,.0f}", _number(r.rank_us), _number(r.floor_us), f"{r.ratio:.2f}",
+                    _top(r)]
+
+
+def _aligned(cells) -> str:
+    return "".join(
+        f"{cell:<{width}}  " if index == 1 else (f"{cell:>{width}}  " if width else str(cell))
+        for index, (cell, width) in enumerate(zip(cells, _WIDTHS))
+    ).rstrip()
 
 
 def write_csv(report: CatalogReport, path) -> None:

@@ -103,8 +103,8 @@ def parse_candidate_counts(text: str) -> tuple[Union[int, str], ...]:
     return tuple(counts)
 
 
-def parse_positive_ints(text: str, option: str) -> tuple[int, ...]:
-    """Parses "1,2,4" into (1, 2, 4) for options such as --threads.
+def parse_positive_ints(text: str, option: str, example: str = "1,2,4") -> tuple[int, ...]:
+    """Parses "1,2,4" into (1, 2, 4) for options such as --threads (and "100_000" as 100000).
 
     Raises:
         SettingsError: an entry is not a positive integer.
@@ -112,9 +112,9 @@ def parse_positive_ints(text: str, option: str) -> tuple[int, ...]:
     values: list[int] = []
     for entry in (part.strip() for part in text.split(",")):
         try:
-            value = int(entry)
+            value = int(entry.replace("_", ""))
         except ValueError:
-            raise SettingsError(f"{option} entry {entry!r} is not an integer; give e.g. 1,2,4") from None
+            raise SettingsError(f"{option} entry {entry!r} is not an integer; give e.g. {example}") from None
         if value < 1:
             raise SettingsError(f"{option} entry {entry!r} must be at least 1")
         if value not in values:

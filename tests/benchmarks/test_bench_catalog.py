@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from benchmarks.__main__ import main
-from benchmarks.catalog import INDEX_FILE, CatalogSettings, parse_counts
+from benchmarks.catalog import INDEX_FILE, CatalogSettings
+from benchmarks.config import parse_positive_ints
 from benchmarks.catalog_timing import _Floor, check_top, reference_top, synthetic_title
 from benchmarks.errors import SettingsError
 
@@ -80,11 +81,11 @@ def test_titles_are_numbered_from_one():
 
 
 def test_counts_are_parsed_and_checked():
-    assert parse_counts("10000, 100_000,10000", "--items") == (10_000, 100_000)
-    with pytest.raises(SettingsError, match="'1e6' is not a whole number"):
-        parse_counts("1e6", "--items")
+    assert parse_positive_ints("10000, 100_000,10000", "--items") == (10_000, 100_000)
+    with pytest.raises(SettingsError, match="--items entry '1e6' is not an integer; give e.g. 10000"):
+        parse_positive_ints("1e6", "--items", "10000,100000")
     with pytest.raises(SettingsError, match="must be at least 1"):
-        parse_counts("0", "--items")
+        parse_positive_ints("0", "--items")
     with pytest.raises(SettingsError, match="more than 2,000,000 movies"):
         CatalogSettings(items=(3_000_000,))
     with pytest.raises(SettingsError, match="--k 200 is more than the smallest catalog"):
@@ -103,12 +104,11 @@ def run(capsys, argv):
 
 
 def one_line_error(capsys, argv, *fragments):
+    """The command exits with 2 and one line on stderr, no traceback, holding every fragment."""
     status, _, stderr = run(capsys, argv)
-    assert status == 2
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    line, *more = stderr.strip().splitlines() or [""]
+    assert (status, more) == (2, []) and "Traceback" not in stderr, stderr
+    assert all(fragment in line for fragment in fragments), line
 
 
 def test_mistakes_are_one_line_with_exit_2(capsys, tmp_path):
@@ -122,7 +122,7 @@ def test_mistakes_are_one_line_with_exit_2(capsys, tmp_path):
     one_line_error(capsys, ["--build-only", str(tmp_path / "no" / "b")], "does not exist", "create it first")
     one_line_error(capsys, ["--models", str(empty), "--build-only", str(empty)], "not allowed with argument")
     one_line_error(capsys, ["--models", str(empty), "--users", "10", "--out", out], "--users applies to building")
-    one_line_error(capsys, ["--items", "10,x", "--out", out], "'x' is not a whole number")
+    one_line_error(capsys, ["--items", "10,x", "--out", out], "--items entry 'x' is not an integer")
     one_line_error(capsys, ["--variants", "none,full-int8", "--out", out], "full-int8")
     one_line_error(capsys, ["--threads", "0", "--out", out], "--threads must be at least 1")
     one_line_error(capsys, ["--k", "0", "--out", out], "--k must be at least 1")
@@ -226,7 +226,7 @@ def test_timing_a_folder_writes_every_output(catalog_folder, tmp_path, capsys, d
     assert set(data["goal"]["ratios"]) == {str(items) for items in SIZES}
     assert "| 400 | none |" in markdown.read_text(encoding="utf-8")
     assert table_csv.read_text(encoding="utf-8").count("\n") == 1 + len(records)
-    assert "goal: float32 at most 2x the floor" in stdout
+    assert f"Goal (float32 top-{K} at most 2x numpy's floor at every size): " in stdout
 
 
 @pytest.mark.tensorflow
