@@ -198,7 +198,7 @@ def _add_catalog(commands) -> None:
     catalog.add_argument("--k", type=int, default=DEFAULT_K, metavar="K",
                          help=f"rank the best K movies of the whole catalog (default: {DEFAULT_K})")
     catalog.add_argument("--users", type=int, metavar="N",
-                         help=f"building: rows of the synthetic user table (default: {DEFAULT_USERS}, as MovieLens 100K)")
+                         help=f"building: rows of the user table (default: {DEFAULT_USERS}, MovieLens 100K's)")
     catalog.add_argument("--seed", type=int, metavar="N", help=f"building: the tables' seed (default: {DEFAULT_SEED})")
     catalog.add_argument("--user", help=f"the synthetic user to rank for, 1 to --users (default: {DEFAULT_USER}; "
                          "with --models: the one the folder's build checked)")
@@ -209,7 +209,8 @@ def _add_catalog(commands) -> None:
     catalog.add_argument("--runs", type=int, default=DEFAULT_RUNS, metavar="N",
                          help=f"at least N timed calls of each, rank and floor (default: {DEFAULT_RUNS})")
     catalog.add_argument("--min-seconds", type=float, default=DEFAULT_MIN_SECONDS, metavar="S",
-                         help=f"keep timing each model until its turns have lasted S seconds (default: {DEFAULT_MIN_SECONDS:g})")
+                         help="keep timing each model until its turns have lasted S seconds "
+                         f"(default: {DEFAULT_MIN_SECONDS:g})")
     catalog.add_argument("--block", type=int, default=DEFAULT_BLOCK, metavar="N",
                          help=f"timed calls per turn (default: {DEFAULT_BLOCK})")
     where = catalog.add_mutually_exclusive_group()
@@ -217,7 +218,8 @@ def _add_catalog(commands) -> None:
                        help="build the models into DIR (needs TensorFlow: the workstation) and stop")
     where.add_argument("--models", type=Path, metavar="DIR",
                        help="time the models of DIR, built before with --build-only (no TensorFlow needed: a board)")
-    catalog.add_argument("--out", type=Path, metavar="FILE.json", help="write the JSON report here (needed unless --build-only)")
+    catalog.add_argument("--out", type=Path, metavar="FILE.json",
+                         help="write the JSON report here (needed unless --build-only)")
     catalog.add_argument("--csv", type=Path, metavar="F.csv", help="write one CSV row per model here")
     catalog.add_argument("--plot", type=Path, metavar="F.png",
                          help='plot latency and memory against catalog size (needs matplotlib: pip install ".[bench]")')
@@ -255,10 +257,13 @@ def _catalog(args: argparse.Namespace, command: str) -> int:
     if settings.build_only is not None:
         given = [option for option, path in outputs if path is not None]
         if given:
-            raise SettingsError(f"--build-only writes models, not reports; drop {', '.join(given)} (time with --models)")
+            raise SettingsError(
+                f"--build-only writes models, not reports; drop {', '.join(given)} (time with --models)"
+            )
         index = build(settings, settings.build_only, command)
         print("\n".join(summarize_build(index)))
-        print(f"\nwrote {settings.build_only}; time it with: {PROGRAM} catalog --models {settings.build_only} --out FILE.json")
+        folder = settings.build_only
+        print(f"\nwrote {folder}; time it with: {PROGRAM} catalog --models {folder} --out FILE.json")
         failures = exact_check_failures(index)
         for failure in failures:
             print(f"check failed: {failure}", file=sys.stderr)

@@ -116,7 +116,9 @@ def _export(tables: dict, users: Sequence[str], movies: Sequence[str], saved_mod
     export_saved_model(FactorServing(factor_tables, FoldIn(VECTOR_RIDGE, BIAS_RIDGE)), saved_model)
 
 
-def _convert(saved_model: Path, variant: str, users, movies, items: int, scratch: Path) -> tuple[bytes, tuple[str, ...]]:
+def _convert(
+    saved_model: Path, variant: str, users, movies, items: int, scratch: Path
+) -> tuple[bytes, tuple[str, ...]]:
     """One variant through the converter's functions: convert, audit, check the signatures, seal."""
     from convert.config import Quantization
     from convert.manifest_embedding import embed_manifest

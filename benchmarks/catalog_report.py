@@ -268,8 +268,9 @@ def write_plot(report: CatalogReport, path) -> None:
         axes.set_xlabel("movies in the catalog")
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=7)
-    title = f"{report.machine.cpu_model or 'unknown CPU'} ({report.machine.architecture}), {report.settings.threads} thread(s)"
-    if report.machine.emulated:
+    machine = report.machine
+    title = f"{machine.cpu_model or 'unknown CPU'} ({machine.architecture}), {report.settings.threads} thread(s)"
+    if machine.emulated:
         title += " — EMULATED, not real latency"
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()

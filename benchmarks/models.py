@@ -107,7 +107,9 @@ def find_saved_model(model: Path, named_in_parity: Optional[Path]) -> Optional[P
     return named_in_parity
 
 
-def describe_model(path: Path, settings: LatencySettings, titles_from_file: Optional[tuple[str, ...]]) -> ModelUnderTest:
+def describe_model(
+    path: Path, settings: LatencySettings, titles_from_file: Optional[tuple[str, ...]]
+) -> ModelUnderTest:
     """Reads what the benchmark needs from a .tflite without loading an interpreter.
 
     Raises:

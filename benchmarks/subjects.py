@@ -379,7 +379,8 @@ def load_interpreter(
     if method is Method.INVOKE_TOP_K:
         prepare = _prepare_top_k
     else:
-        prepare = _prepare_batch(signature_key, user_input, item_input, len(candidates) if method is Method.INVOKE else 1)
+        size = len(candidates) if method is Method.INVOKE else 1
+        prepare = _prepare_batch(signature_key, user_input, item_input, size)
     loaded, tensors = open_interpreter(
         content, flatbuffer, str(model), prepare, backend=Backend(backend), num_threads=threads,
         delegates=Delegates(delegate),
