@@ -264,7 +264,7 @@ def write_plot(report: CatalogReport, path) -> None:
         axes.set_yscale("log")
         axes.set_xticks(sizes, [f"{size:,}" for size in sizes])
         axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        axes.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.4g}"))
+        axes.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_axis_number))
         axes.set_xlabel("movies in the catalog")
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=7)
@@ -278,6 +278,10 @@ def write_plot(report: CatalogReport, path) -> None:
     figure.savefig(buffer, format="png")
     plt.close(figure)
     write_report_file(path, buffer.getvalue())
+
+
+def _axis_number(value: float, _position=None) -> str:
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
 
 
 def _sizes(records) -> str:
