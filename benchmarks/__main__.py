@@ -2,17 +2,20 @@
 
     python -m benchmarks latency --model M.tflite [--model M2.tflite ...]
         [--candidates 1,10,100,1000,all] [--threads 1,2,4] [--backend NAME ...]
-        [--methods rank,invoke,loop,signature_loop] [--runs N] [--warmup N] [--min-seconds S]
+        [--methods rank,rank_prepared,rank_catalog,...] [--runs N] [--warmup N] [--min-seconds S]
         [--out results.json] [--csv results.csv] [--plot latency.png]
     python -m benchmarks mutations --model M.tflite [--count 10000] [--seed N] [--jobs N] [--timeout S]
         [--kinds flip,zero,truncate] [--backend NAME] --out RESULT.json [--markdown F] [--keep DIR]
     python -m benchmarks soak --model A.tflite --model B.tflite [--calls 1000000] [--threads 8]
         [--swap-every 1000] [--backend NAME] --out RESULT.json [--markdown F]
+    python -m benchmarks catalog --items 10000,100000,1000000 --out FILE.json [--csv F] [--plot F.png]
+        [--markdown F] [--variants LIST] [--k 100] [--build-only DIR | --models DIR] ...
 
 Expected mistakes (missing file, bad count, backend not installed, matplotlib
 missing for --plot, ...) print one line to stderr and exit with code 2. The
 mutation run exits with 1 when a damaged copy was not refused with a typed error,
-the soak when a call or check failed or the resident memory grew.
+the soak when a call or check failed or the resident memory grew, the catalog
+run when a float32 or float16 model's top k is not numpy's.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Optional, Sequence
 from benchmarks.config import (
     DEFAULT_BLOCK,
     DEFAULT_LOOP_MAX_CANDIDATES,
+    DEFAULT_METHODS,
     DEFAULT_MIN_SECONDS,
     DEFAULT_RUNS,
     DEFAULT_USER,
@@ -37,7 +41,22 @@ from benchmarks.config import (
     parse_methods,
     parse_positive_ints,
 )
-from benchmarks.errors import BenchmarkError
+from benchmarks.catalog import (
+    DEFAULT_ITEMS,
+    DEFAULT_K,
+    DEFAULT_SEED,
+    DEFAULT_USERS,
+    CatalogSettings,
+    build,
+    exact_check_failures,
+    parse_variants,
+    run_catalog,
+    summarize_build,
+)
+from benchmarks.catalog_report import format_table as format_catalog_table
+from benchmarks.catalog_report import write_csv as write_catalog_csv
+from benchmarks.catalog_report import write_plot as write_catalog_plot
+from benchmarks.errors import BenchmarkError, SettingsError
 from benchmarks.latency import resolve_backends, run_latency
 from benchmarks.mutations import (
     DEFAULT_COUNT,
@@ -60,7 +79,7 @@ from benchmarks.report import (
 from benchmarks.soak import DEFAULT_CALLS, DEFAULT_SWAP_EVERY, DEFAULT_THREADS, SoakSettings, run_soak
 from device_runtime.errors import DeviceRuntimeError, one_line
 
-EXIT_FOUND = 1  # the mutation run: a damaged copy was not refused; the soak: a failure
+EXIT_FOUND = 1  # mutations: a damaged copy was not refused; soak: a failure; catalog: a top-k check failed
 EXIT_USAGE = 2
 PROGRAM = "python -m benchmarks"
 
@@ -88,10 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     latency.add_argument("--backend", action="append", default=[], metavar="NAME",
                          help="auto, litert (ai_edge_litert), tflite_runtime or tensorflow; repeat or comma-separate; "
                          "default: every installed backend")
-    latency.add_argument("--methods", default="rank,invoke,loop,signature_loop", metavar="LIST",
-                         help="rank (Ranker.rank, one call for all candidates), invoke (the bare interpreter, one call "
-                         "for all, inputs encoded beforehand), loop (the tutorial's set_tensor/invoke per candidate), "
-                         "signature_loop (a SignatureRunner call per candidate) (default: all four)")
+    latency.add_argument("--methods", default=",".join(m.value for m in DEFAULT_METHODS), metavar="LIST",
+                         help="rank (Ranker.rank on a list of titles), rank_prepared (on a prepared CandidateSet), "
+                         "rank_strings (the strings signature through the Ranker), rank_catalog (rank(user): the whole "
+                         "catalog, top-k in the graph), personalize_rank (personalize a 50-rating history, then rank "
+                         "the catalog), rank_personalized (rank the catalog for a history personalized beforehand), "
+                         "invoke (the bare strings signature, inputs encoded beforehand), invoke_top_k (the bare top_k "
+                         "signature), loop (the tutorial's set_tensor/invoke per candidate), signature_loop (a "
+                         "SignatureRunner call per candidate); the whole-catalog ones run at 'all' only "
+                         "(default: all of them)")
     latency.add_argument("--loop-max-candidates", type=int, default=DEFAULT_LOOP_MAX_CANDIDATES, metavar="N",
                          help=f"run the per-candidate loops only up to N candidates (default: {DEFAULT_LOOP_MAX_CANDIDATES})")
     latency.add_argument("--runs", type=int, default=DEFAULT_RUNS, metavar="N",
@@ -157,7 +181,112 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument("--out", required=True, type=Path, metavar="RESULT.json", help="write the JSON report here")
     soak.add_argument("--markdown", type=Path, metavar="F.md", help="also write the report as Markdown")
     soak.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    _add_catalog(commands)
     return parser
+
+
+def _add_catalog(commands) -> None:
+    catalog = commands.add_parser(
+        "catalog", help="synthetic catalogs of 10k to 1M movies: model size, load, memory, top-k against numpy's floor"
+    )
+    catalog.add_argument("--items", metavar="LIST",
+                         help="catalog sizes, comma separated (default when building: "
+                         f"{','.join(str(n) for n in DEFAULT_ITEMS)}; with --models: every size in the folder)")
+    catalog.add_argument("--variants", metavar="LIST",
+                         help="quantization variants: none, float16, weight-only-int8, dynamic-int8 (default: every "
+                         "variant the converter offers; with --models: every one in the folder)")
+    catalog.add_argument("--k", type=int, default=DEFAULT_K, metavar="K",
+                         help=f"rank the best K movies of the whole catalog (default: {DEFAULT_K})")
+    catalog.add_argument("--users", type=int, metavar="N",
+                         help=f"building: rows of the user table (default: {DEFAULT_USERS}, MovieLens 100K's)")
+    catalog.add_argument("--seed", type=int, metavar="N", help=f"building: the tables' seed (default: {DEFAULT_SEED})")
+    catalog.add_argument("--user", help=f"the synthetic user to rank for, 1 to --users (default: {DEFAULT_USER}; "
+                         "with --models: the one the folder's build checked)")
+    catalog.add_argument("--backend", default="auto", metavar="NAME",
+                         help="auto, litert (ai_edge_litert), tflite_runtime or tensorflow (default: auto)")
+    catalog.add_argument("--threads", type=int, default=1, metavar="N",
+                         help="interpreter threads, and numpy's BLAS threads for the floor (default: 1)")
+    catalog.add_argument("--runs", type=int, default=DEFAULT_RUNS, metavar="N",
+                         help=f"at least N timed calls of each, rank and floor (default: {DEFAULT_RUNS})")
+    catalog.add_argument("--min-seconds", type=float, default=DEFAULT_MIN_SECONDS, metavar="S",
+                         help="keep timing each model until its turns have lasted S seconds "
+                         f"(default: {DEFAULT_MIN_SECONDS:g})")
+    catalog.add_argument("--block", type=int, default=DEFAULT_BLOCK, metavar="N",
+                         help=f"timed calls per turn (default: {DEFAULT_BLOCK})")
+    where = catalog.add_mutually_exclusive_group()
+    where.add_argument("--build-only", type=Path, metavar="DIR",
+                       help="build the models into DIR (needs TensorFlow: the workstation) and stop")
+    where.add_argument("--models", type=Path, metavar="DIR",
+                       help="time the models of DIR, built before with --build-only (no TensorFlow needed: a board)")
+    catalog.add_argument("--out", type=Path, metavar="FILE.json",
+                         help="write the JSON report here (needed unless --build-only)")
+    catalog.add_argument("--csv", type=Path, metavar="F.csv", help="write one CSV row per model here")
+    catalog.add_argument("--plot", type=Path, metavar="F.png",
+                         help='plot latency and memory against catalog size (needs matplotlib: pip install ".[bench]")')
+    catalog.add_argument("--markdown", type=Path, metavar="F.md", help="also write the report as Markdown")
+    catalog.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+
+def _catalog_settings(args: argparse.Namespace) -> CatalogSettings:
+    if args.models is not None:
+        for option, value in (("--users", args.users), ("--seed", args.seed)):
+            if value is not None:
+                raise SettingsError(f"{option} applies to building; the models in {args.models} are already built")
+    return CatalogSettings(
+        items=parse_positive_ints(args.items, "--items", "10000,100000") if args.items else (
+            () if args.models else DEFAULT_ITEMS
+        ),
+        variants=parse_variants(args.variants) if args.variants is not None else (),
+        k=args.k,
+        users=DEFAULT_USERS if args.users is None else args.users,
+        seed=DEFAULT_SEED if args.seed is None else args.seed,
+        user=args.user,
+        backend=args.backend,
+        threads=args.threads,
+        runs=args.runs,
+        min_seconds=args.min_seconds,
+        block=args.block,
+        build_only=args.build_only,
+        models=args.models,
+    )
+
+
+def _catalog(args: argparse.Namespace, command: str) -> int:
+    settings = _catalog_settings(args)
+    outputs = (("--out", args.out), ("--csv", args.csv), ("--plot", args.plot), ("--markdown", args.markdown))
+    if settings.build_only is not None:
+        given = [option for option, path in outputs if path is not None]
+        if given:
+            raise SettingsError(
+                f"--build-only writes models, not reports; drop {', '.join(given)} (time with --models)"
+            )
+        index = build(settings, settings.build_only, command)
+        print("\n".join(summarize_build(index)))
+        folder = settings.build_only
+        print(f"\nwrote {folder}; time it with: {PROGRAM} catalog --models {folder} --out FILE.json")
+        failures = exact_check_failures(index)
+        for failure in failures:
+            print(f"check failed: {failure}", file=sys.stderr)
+        return EXIT_FOUND if failures else 0
+    if args.out is None:
+        raise SettingsError("--out FILE.json is needed (the report); or --build-only DIR to build models only")
+    for option, path in outputs:
+        if path is not None:
+            check_output_path(path, option)
+    if args.plot is not None and not matplotlib_available():
+        raise BenchmarkError('--plot needs matplotlib, which is not installed; pip install ".[bench]" or drop --plot')
+    report = run_catalog(settings, command, quiet=args.quiet)
+    write_report_files(report, args.out, args.markdown)
+    if args.csv is not None:
+        write_catalog_csv(report, args.csv)
+    if args.plot is not None:
+        write_catalog_plot(report, args.plot)
+    print(format_catalog_table(report))
+    print(f"\nwrote {', '.join(str(path) for _, path in outputs if path is not None)}")
+    for record in report.check_failures:
+        print(f"check failed: {record.items:,} movies, {record.variant}: its top {report.k} is not numpy's",
+              file=sys.stderr)
+    return EXIT_FOUND if report.check_failures else 0
 
 
 def _settings(args: argparse.Namespace) -> LatencySettings:
@@ -302,6 +431,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _mutations(args, command)
         if args.command == "soak":
             return _soak(args, command)
+        if args.command == "catalog":
+            return _catalog(args, command)
         return _latency(args)
     except (BenchmarkError, DeviceRuntimeError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)

@@ -26,11 +26,25 @@ TOP_K = 10
 class Method(str, enum.Enum):
     """The ways of ranking that are timed side by side.
 
-    RANK: `Ranker.rank(user, candidates, k=TOP_K)`, one invocation for all candidates.
-    INVOKE: the bare interpreter called once for all candidates with inputs
-        encoded beforehand (`set_tensor` x2, `invoke`, `get_tensor` on tensors
-        allocated once): the floor under RANK, without the Ranker's checks,
-        encoding and sorting.
+    Through the public `device_runtime.Ranker`, k=TOP_K:
+    RANK: `rank(user, titles)`, a plain list of titles (mapped to the model's
+        rows at every call, or sent as strings when the model has no index signatures).
+    RANK_PREPARED: `rank(user, prepared)` with `prepared = ranker.candidates(titles)`
+        made once before timing (the titles mapped to rows once).
+    RANK_STRINGS: `score_pairs([user] * n, titles)` and a sort: the strings
+        signature through the Ranker, the path `rank` took before the index signatures.
+    RANK_CATALOG: `rank(user)`, no candidates: the whole catalog ranked in the
+        graph (`top_k`); timed at the "all" count only.
+    PERSONALIZE_RANK: `rank(ranker.personalize(history), k)`: a HISTORY_LENGTH-rating
+        history folded into a user state (`user_state`), then the whole catalog
+        ranked for it (`top_k_for_state`); at "all" only.
+    RANK_PERSONALIZED: `rank(me)` with `me = ranker.personalize(history)` made
+        once before timing: ranking for a state already folded; at "all" only.
+    On the bare interpreter (inputs prepared beforehand, no Ranker):
+    INVOKE: the strings signature called once for all candidates (`set_tensor`
+        x2, `invoke`, `get_tensor` on tensors allocated once).
+    INVOKE_TOP_K: the `top_k` signature runner called for the user's row: the
+        floor under RANK_CATALOG; at "all" only.
     LOOP: the original tutorial's loop, one invocation per candidate with inputs
         set by position (`set_tensor`/`invoke`/`get_tensor` on tensors allocated once).
     SIGNATURE_LOOP: one `SignatureRunner` call per candidate.
@@ -39,16 +53,28 @@ class Method(str, enum.Enum):
     """
 
     RANK = "rank"
+    RANK_PREPARED = "rank_prepared"
+    RANK_STRINGS = "rank_strings"
+    RANK_CATALOG = "rank_catalog"
+    PERSONALIZE_RANK = "personalize_rank"
+    RANK_PERSONALIZED = "rank_personalized"
     INVOKE = "invoke"
+    INVOKE_TOP_K = "invoke_top_k"
     LOOP = "loop"
     SIGNATURE_LOOP = "signature_loop"
     SAVED_MODEL = "saved_model"
 
 
-DEFAULT_METHODS = (Method.RANK, Method.INVOKE, Method.LOOP, Method.SIGNATURE_LOOP)
+DEFAULT_METHODS = tuple(method for method in Method if method is not Method.SAVED_MODEL)
 LOOP_METHODS = (Method.LOOP, Method.SIGNATURE_LOOP)
 # Methods that drive a plain interpreter (opened like the Ranker's) instead of the Ranker.
-INTERPRETER_METHODS = (Method.INVOKE,) + LOOP_METHODS
+INTERPRETER_METHODS = (Method.INVOKE, Method.INVOKE_TOP_K) + LOOP_METHODS
+# Methods that rank the whole catalog whatever the candidates: timed at the "all" count only.
+CATALOG_METHODS = (Method.RANK_CATALOG, Method.INVOKE_TOP_K, Method.PERSONALIZE_RANK, Method.RANK_PERSONALIZED)
+# Methods that rank for a history instead of the --user (their scores are another user's).
+PERSONALIZED_METHODS = (Method.PERSONALIZE_RANK, Method.RANK_PERSONALIZED)
+# The history personalized by PERSONALIZED_METHODS: this many titles of the model's vocabulary.
+HISTORY_LENGTH = 50
 
 
 def parse_candidate_counts(text: str) -> tuple[Union[int, str], ...]:
@@ -77,8 +103,8 @@ def parse_candidate_counts(text: str) -> tuple[Union[int, str], ...]:
     return tuple(counts)
 
 
-def parse_positive_ints(text: str, option: str) -> tuple[int, ...]:
-    """Parses "1,2,4" into (1, 2, 4) for options such as --threads.
+def parse_positive_ints(text: str, option: str, example: str = "1,2,4") -> tuple[int, ...]:
+    """Parses "1,2,4" into (1, 2, 4) for options such as --threads (and "100_000" as 100000).
 
     Raises:
         SettingsError: an entry is not a positive integer.
@@ -86,9 +112,9 @@ def parse_positive_ints(text: str, option: str) -> tuple[int, ...]:
     values: list[int] = []
     for entry in (part.strip() for part in text.split(",")):
         try:
-            value = int(entry)
+            value = int(entry.replace("_", ""))
         except ValueError:
-            raise SettingsError(f"{option} entry {entry!r} is not an integer; give e.g. 1,2,4") from None
+            raise SettingsError(f"{option} entry {entry!r} is not an integer; give e.g. {example}") from None
         if value < 1:
             raise SettingsError(f"{option} entry {entry!r} must be at least 1")
         if value not in values:

@@ -16,71 +16,50 @@ import dataclasses
 import datetime
 import gc
 import importlib.util
-import json
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import numpy as np
 
 from benchmarks import machine as machine_info
-from benchmarks.config import ALL_CANDIDATES, INTERPRETER_METHODS, LOOP_METHODS, LatencySettings, Method
+from benchmarks.config import (
+    ALL_CANDIDATES,
+    CATALOG_METHODS,
+    INTERPRETER_METHODS,
+    LOOP_METHODS,
+    PERSONALIZED_METHODS,
+    LatencySettings,
+    Method,
+)
 from benchmarks.errors import BenchmarkError, SettingsError
 from benchmarks.report import STATUS_FAILED, STATUS_OK, LatencyReport, Record, finite_or_none
+from benchmarks.models import ModelUnderTest, candidate_lists, describe_model, read_candidates_file
 from benchmarks.stats import MIN_RUNS_FOR_STABLE_P99, summarize
 from benchmarks.subjects import (
     SAVED_MODEL_BACKEND,
     Loaded,
     SavedModelHandle,
+    benchmark_history,
     load_interpreter,
-    load_rank,
+    load_ranker,
     load_saved_model,
     open_saved_model,
     tensorflow_installed,
 )
+from device_runtime import contract
 from device_runtime.backends import AUTO_ORDER, Backend, import_backend, parse_backend
 from device_runtime.errors import DeviceRuntimeError, one_line
-from device_runtime.flatbuffer import read_flatbuffer
-from device_runtime.manifest import read_manifest
-from device_runtime.signature import SIGNATURE_KEY
+from benchmarks.timer import measure_interleaved  # noqa: F401  (its home; re-exported for older callers)
 
 logger = logging.getLogger(__name__)
 
-# The LiteRT docs call ai_edge_litert "litert"; accept both spellings.
-SAVED_MODEL_DIR = "saved_model"  # train's export layout: DIR/saved_model beside DIR/model.tflite
-PARITY_SUFFIX = ".parity.json"
-# A safety stop for --min-seconds with very fast configurations.
-MAX_ROUNDS = 1_000_000
 # Above this 1-minute load average per usable core the report says the machine was busy.
 BUSY_LOAD_PER_CORE = 0.5
 
-Clock = Callable[[], int]
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelUnderTest:
-    """A .tflite file and what the benchmark knows about it before loading it.
-
-    Attributes:
-        path: the file.
-        size_bytes: its size.
-        quantization: from the converter's manifest, when embedded.
-        parity_rmse: the .tflite's test RMSE from MODEL.parity.json, when present.
-        signature_key / user_input / item_input: the signature to drive.
-        pool: the titles candidate lists are taken from (first N, or all).
-        saved_model: a SavedModel found for it (beside it, or named in its parity report).
-    """
-
-    path: Path
-    size_bytes: int
-    quantization: Optional[str]
-    parity_rmse: Optional[float]
-    signature_key: str
-    user_input: Optional[str]
-    item_input: Optional[str]
-    pool: tuple[str, ...]
-    saved_model: Optional[Path]
+# Methods timed through a Ranker (the others drive a bare interpreter or TensorFlow).
+RANKER_METHODS = tuple(m for m in Method if m not in INTERPRETER_METHODS and m is not Method.SAVED_MODEL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,102 +100,6 @@ class _Outcome:
     scores: Optional[np.ndarray] = None
 
 
-# --- inputs --------------------------------------------------------------------
-
-
-def read_candidates_file(path: Path) -> tuple[str, ...]:
-    """Reads one title per line (UTF-8); blank lines are skipped.
-
-    Raises:
-        SettingsError: unreadable, not UTF-8, or no titles.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SettingsError(f"candidates file {path} is not UTF-8 text; save it as UTF-8, one title per line") from None
-    except OSError as error:
-        raise SettingsError(f"cannot read candidates file {path}: {error.strerror or error}") from None
-    titles = tuple(line.rstrip("\r") for line in text.split("\n") if line.strip())
-    if not titles:
-        raise SettingsError(f"candidates file {path} holds no titles; write one title per line")
-    return titles
-
-
-def read_parity_rmse(model: Path) -> tuple[Optional[float], Optional[Path]]:
-    """The .tflite's test RMSE and SavedModel path from the converter's MODEL.parity.json.
-
-    Looks for `model.parity.json` and `model.tflite.parity.json` beside the
-    model. Anything missing or malformed gives None: the report stays usable
-    without the converter's files.
-
-    Returns:
-        (parity["rmse_tflite"] or None, the "saved_model" folder it names if that exists, else None).
-    """
-    for candidate in (model.with_suffix(PARITY_SUFFIX), model.with_name(model.name + PARITY_SUFFIX)):
-        try:
-            data = json.loads(candidate.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not isinstance(data, dict):
-            continue
-        parity = data.get("parity")
-        rmse = parity.get("rmse_tflite") if isinstance(parity, dict) else None
-        rmse = finite_or_none(rmse) if isinstance(rmse, (int, float)) and not isinstance(rmse, bool) else None
-        saved = data.get("saved_model")
-        saved_path = Path(saved) if isinstance(saved, str) and (Path(saved) / "saved_model.pb").is_file() else None
-        return rmse, saved_path
-    return None, None
-
-
-def find_saved_model(model: Path, named_in_parity: Optional[Path]) -> Optional[Path]:
-    """The SavedModel that a .tflite was converted from, if it can be found.
-
-    Looked for, in order: `saved_model/` in the model's folder (train's export
-    layout), then the folder named in MODEL.parity.json.
-    """
-    beside = model.parent / SAVED_MODEL_DIR
-    if (beside / "saved_model.pb").is_file():
-        return beside
-    return named_in_parity
-
-
-def describe_model(path: Path, settings: LatencySettings, titles_from_file: Optional[tuple[str, ...]]) -> ModelUnderTest:
-    """Reads what the benchmark needs from a .tflite without loading an interpreter.
-
-    Raises:
-        SettingsError: the model has no vocabulary and no --candidates-file was given.
-        DeviceRuntimeError: the file is not a readable TFLite model.
-    """
-    path = Path(path)
-    try:
-        content = path.read_bytes()
-    except OSError as error:
-        raise SettingsError(f"cannot read model {path}: {error.strerror or error}") from None
-    manifest = read_manifest(read_flatbuffer(content, source=str(path)))
-    if titles_from_file is not None:
-        pool = titles_from_file
-    elif manifest is not None and manifest.movies:
-        pool = manifest.movies
-    else:
-        raise SettingsError(
-            f"{path} carries no movie vocabulary (no manifest from `python -m convert`), so there is nothing to "
-            "take candidates from; pass --candidates-file FILE with one title per line"
-        )
-    signature = manifest.signature if manifest is not None else None
-    rmse, saved_in_parity = read_parity_rmse(path)
-    return ModelUnderTest(
-        path=path,
-        size_bytes=len(content),
-        quantization=manifest.quantization if manifest is not None else None,
-        parity_rmse=rmse,
-        signature_key=signature.signature_key if signature else SIGNATURE_KEY,
-        user_input=settings.user_input or (signature.user_input if signature else None),
-        item_input=settings.item_input or (signature.item_input if signature else None),
-        pool=tuple(pool),
-        saved_model=find_saved_model(path, saved_in_parity),
-    )
-
-
 def installed_backends() -> list[str]:
     """The interpreter packages that are installed, in the runtime's AUTO order (none imported)."""
     return [backend.value for backend in AUTO_ORDER if importlib.util.find_spec(backend.value) is not None]
@@ -250,37 +133,48 @@ def resolve_backends(requested: Sequence[str]) -> list[str]:
     return backends
 
 
-def candidate_lists(model: ModelUnderTest, counts: Sequence[Union[int, str]]) -> list[tuple[int, str]]:
-    """(count, spec) per requested count: the first N titles, or all of them.
-
-    Raises:
-        SettingsError: a count larger than the titles available.
-    """
-    lists: list[tuple[int, str]] = []
-    for spec in counts:
-        count = len(model.pool) if spec == ALL_CANDIDATES else int(spec)
-        if count > len(model.pool):
-            raise SettingsError(
-                f"--candidates {spec} is more than the {len(model.pool)} titles available for {model.path.name}; "
-                "use a smaller count or 'all'"
-            )
-        if count not in [existing for existing, _ in lists]:
-            lists.append((count, str(spec)))
-    return lists
+def _skipped_reason(method: Method, model: ModelUnderTest, has_all: bool) -> Optional[str]:
+    """Why a method cannot be timed on a model (None when it can)."""
+    if method in CATALOG_METHODS and not model.catalog:
+        return "ranks the model's own catalog, and --candidates-file replaces it"
+    if method is Method.LOOP and len(model.signatures) > 1:
+        return "sets the tensors of the first subgraph, which is not the strings signature in a model with several"
+    if method is Method.INVOKE_TOP_K and contract.TOP_K not in model.signatures:
+        return f"needs the {contract.TOP_K} signature, which the model lacks"
+    if method in PERSONALIZED_METHODS and contract.USER_STATE not in model.signatures:
+        return f"needs the personalized signatures ({contract.USER_STATE}), which the model lacks"
+    if method in CATALOG_METHODS and not has_all:
+        return "ranks the whole catalog: add all to --candidates"
+    return None
 
 
 def plan(
     settings: LatencySettings, models: Sequence[ModelUnderTest], backends: Sequence[str], notes: list[str]
 ) -> list[Configuration]:
-    """Every interpreter configuration to time, in load order: model, backend, threads, method, candidates."""
+    """Every interpreter configuration to time, in load order: model, backend, threads, method, candidates.
+
+    The loops stop at --loop-max-candidates; the whole-catalog methods run at
+    the "all" count only, on models that have what they call (a note says
+    what was left out and why).
+    """
     configurations = []
     skipped_loops = False
     for model in models:
         lists = candidate_lists(model, settings.candidates)
+        has_all = any(spec == ALL_CANDIDATES for _, spec in lists)
+        methods = []
+        for method in (m for m in settings.methods if m is not Method.SAVED_MODEL):
+            reason = _skipped_reason(method, model, has_all)
+            if reason is None:
+                methods.append(method)
+            else:
+                notes.append(f"{method.value} was not timed on {model.path.name}: it {reason}")
         for backend in backends:
             for threads in settings.threads:
-                for method in (m for m in settings.methods if m is not Method.SAVED_MODEL):
+                for method in methods:
                     for count, spec in lists:
+                        if method in CATALOG_METHODS and spec != ALL_CANDIDATES:
+                            continue
                         if method in LOOP_METHODS and count > settings.loop_max_candidates:
                             skipped_loops = True
                             continue
@@ -321,51 +215,7 @@ def plan_saved_model(
     ]
 
 
-# --- timing --------------------------------------------------------------------
-
-
-def measure_interleaved(
-    calls: Sequence[Callable[[], object]],
-    runs: int,
-    min_seconds: float,
-    block: int = 1,
-    rewarm: bool = True,
-    clock: Clock = time.perf_counter_ns,
-) -> tuple[list[list[int]], int, int]:
-    """Times the calls in interleaved rounds until both stopping rules hold.
-
-    Each round gives every call its turn in the same order (A B C, A B C, ...);
-    a turn is one untimed re-warm call (unless `rewarm` is False) and then
-    `block` timed calls. The re-warm call pays for the caches the previous
-    configuration evicted, so the timed calls show the latency of repeated
-    calls (as LiteRT's benchmark_model does) while slow drift of the machine
-    still reaches every configuration alike.
-
-    Args:
-        calls: one callable per configuration.
-        runs: minimum timed samples per call.
-        min_seconds: minimum wall time of all rounds together.
-        block: timed calls per turn.
-        rewarm: run one untimed call at the start of every turn.
-        clock: nanosecond clock (injectable for tests).
-
-    Returns:
-        (samples per call in nanoseconds, rounds run, total nanoseconds).
-    """
-    samples: list[list[int]] = [[] for _ in calls]
-    min_ns = int(min_seconds * 1e9)
-    start = clock()
-    rounds = 0
-    while rounds < MAX_ROUNDS and (rounds * block < runs or clock() - start < min_ns):
-        for call, call_samples in zip(calls, samples):
-            if rewarm:
-                call()
-            for _ in range(block):
-                begin = clock()
-                call()
-                call_samples.append(clock() - begin)
-        rounds += 1
-    return samples, rounds, clock() - start
+# --- loading -------------------------------------------------------------------
 
 
 def _prime(outcome: _Outcome, warmup: int) -> None:
@@ -389,9 +239,11 @@ def _load(
     settings: LatencySettings,
 ) -> Loaded:
     model, titles = configuration.model, configuration.model.pool[: configuration.candidates]
-    if configuration.method is Method.RANK:
-        return load_rank(
-            model.path, configuration.backend, configuration.threads, settings.user, titles,
+    method = configuration.method
+    if method in RANKER_METHODS:
+        history = benchmark_history(model.pool) if method in PERSONALIZED_METHODS else ()
+        return load_ranker(
+            method, model.path, configuration.backend, configuration.threads, settings.user, titles, history,
             model.user_input, model.item_input,
         )
     if configuration.method in INTERPRETER_METHODS:
@@ -400,8 +252,8 @@ def _load(
         backend = rank_choice.backend if rank_choice else configuration.backend
         delegate = rank_choice.delegate if rank_choice else "default"
         return load_interpreter(
-            configuration.method, model.path, backend, delegate, configuration.threads, settings.user, titles,
-            model.signature_key, model.user_input, model.item_input,
+            method, model.path, backend, delegate, configuration.threads, settings.user, titles,
+            model.signature_key, model.user_input, model.item_input, model.user_row,
         )
     if model.saved_model not in saved_models:
         saved_models[model.saved_model] = open_saved_model(
@@ -437,7 +289,7 @@ def _load_all(configurations: Sequence[Configuration], settings: LatencySettings
         if rss_before is not None and rss_after is not None:
             outcome.rss_delta = rss_after - rss_before
         outcome.peak_rss = machine_info.peak_rss_bytes()
-        if outcome.loaded is not None and configuration.method is Method.RANK:
+        if outcome.loaded is not None and configuration.method in RANKER_METHODS:
             rank_choices.setdefault(_group(configuration), outcome.loaded)
             if outcome.loaded.delegate_fallback:
                 notes.append(
@@ -499,7 +351,8 @@ def _record(outcome: _Outcome, outcomes: Sequence[_Outcome]) -> Record:
     if reference is not None and reference.samples:
         reference_median = summarize(reference.samples).median_us
         slowdown = summary.median_us / reference_median if reference_median > 0 else None
-        if reference.scores is not None and outcome.scores is not None:
+        same_user = configuration.method not in PERSONALIZED_METHODS
+        if same_user and reference.scores is not None and outcome.scores is not None:
             diff = float(np.max(np.abs(outcome.scores - reference.scores))) if len(outcome.scores) else 0.0
     warmup_us = [ns / 1000 for ns in outcome.warmup_ns]
     return Record(

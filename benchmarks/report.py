@@ -117,7 +117,7 @@ class LatencyReport:
 # --- files ---------------------------------------------------------------------
 
 
-def _write(path: Path, content: bytes) -> None:
+def write_report_file(path: Path, content: bytes) -> None:
     """Writes a report file atomically (device_runtime.files).
 
     Raises:
@@ -145,14 +145,14 @@ def check_output_path(path: Path, option: str) -> None:
 def write_json(report: LatencyReport, path: Path) -> None:
     """Writes the JSON document atomically."""
     text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
-    _write(path, (text + "\n").encode("utf-8"))
+    write_report_file(path, (text + "\n").encode("utf-8"))
 
 
 def write_report_files(report, out: Path, markdown: Optional[Path] = None) -> None:
     """Writes a report's JSON (`report.to_dict()`) and, if asked, its Markdown (`report.to_markdown()`), atomically."""
-    _write(out, (json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    write_report_file(out, (json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     if markdown is not None:
-        _write(markdown, report.to_markdown().encode("utf-8"))
+        write_report_file(markdown, report.to_markdown().encode("utf-8"))
 
 
 def write_csv(report: LatencyReport, path: Path) -> None:
@@ -169,7 +169,7 @@ def write_csv(report: LatencyReport, path: Path) -> None:
         row = {key: "" if value is None else value for key, value in dataclasses.asdict(record).items()}
         row.update({key: "" if value is None else value for key, value in machine_columns.items()})
         writer.writerow(row)
-    _write(path, buffer.getvalue().encode("utf-8"))
+    write_report_file(path, buffer.getvalue().encode("utf-8"))
 
 
 def matplotlib_available() -> bool:
@@ -223,7 +223,7 @@ def write_plot(report: LatencyReport, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    _write(path, buffer.getvalue())
+    write_report_file(path, buffer.getvalue())
 
 
 # --- table ---------------------------------------------------------------------
@@ -232,7 +232,7 @@ _COLUMNS = (
     # header, width, record -> text
     ("backend", 14, lambda r: r.backend),
     ("thr", 3, lambda r: "-" if r.threads is None else str(r.threads)),
-    ("method", 14, lambda r: r.method),
+    ("method", 17, lambda r: r.method),
     ("cands", 5, lambda r: str(r.candidates)),
     ("init ms", 7, lambda r: _number(r.init_us, 1e-3, 1)),
     ("first", 8, lambda r: _number(r.first_inference_us)),
@@ -307,7 +307,7 @@ def format_table(report: LatencyReport) -> str:
         for record in records:
             if not record.ok:
                 lines.append(
-                    f"{record.backend:<14}  {record.threads or '-':<3}  {record.method:<14}  {record.candidates:>5}  "
+                    f"{record.backend:<14}  {record.threads or '-':<3}  {record.method:<17}  {record.candidates:>5}  "
                     "failed (reason in the notes below)"
                 )
                 continue
@@ -319,8 +319,10 @@ def format_table(report: LatencyReport) -> str:
             f"raise --runs to {MIN_RUNS_FOR_STABLE_P99} or more for a trustworthy tail."
         )
     lines.append(
-        "x rank: this row's median divided by rank's on the same model, backend, threads and candidates "
-        "(invoke below 1x is the Ranker's own overhead; the loops above 1x are what one call per candidate costs). "
+        "x rank: this row's median divided by rank's (a list of titles) on the same model, backend, threads and "
+        "candidates (rank_prepared and rank_catalog below 1x are the fast path's speed-up; invoke and invoke_top_k "
+        "below their Ranker rows are the Ranker's own overhead; the loops above 1x are what one call per candidate "
+        "costs; personalize_rank ranks for a history, so it shows what folding it in adds). "
         "RSS MB: process peak after loading that configuration."
     )
     for warning in report.warnings:
