@@ -36,10 +36,12 @@ class ImplicitFeedback:
         movie_rows: int32, the movie rows of user row 0, then of user row 1, ...
         row_splits: int64 [user rows + 1]; user row r rated
             `movie_rows[row_splits[r]:row_splits[r + 1]]`.
+        ratings: float32, the rating given to each of `movie_rows`, or None.
     """
 
     movie_rows: np.ndarray
     row_splits: np.ndarray
+    ratings: Optional[np.ndarray] = None
 
     @property
     def user_rows(self) -> int:
@@ -47,7 +49,11 @@ class ImplicitFeedback:
 
 
 def implicit_feedback(
-    user_rows: np.ndarray, movie_rows: np.ndarray, user_count: int, max_per_user: Optional[int] = None
+    user_rows: np.ndarray,
+    movie_rows: np.ndarray,
+    user_count: int,
+    max_per_user: Optional[int] = None,
+    ratings: Optional[np.ndarray] = None,
 ) -> ImplicitFeedback:
     """Collects each user's distinct rated movies from parallel row arrays.
 
@@ -56,6 +62,7 @@ def implicit_feedback(
         user_count: the number of user rows (vocabulary size + 1).
         max_per_user: keep only each user's last N distinct movies in row order
             (bounds memory by users x N); None keeps all.
+        ratings: the ratings, to keep beside the movies (a movie's first rating); None keeps none.
 
     Returns:
         The sets, movies in row order within each user.
@@ -65,14 +72,13 @@ def implicit_feedback(
     _, first = np.unique(user_rows * (int(movie_rows.max(initial=0)) + 1) + movie_rows, return_index=True)
     first.sort()  # distinct (user, movie) pairs in row order
     order = first[np.argsort(user_rows[first], kind="stable")]
-    users, movies = user_rows[order], movie_rows[order]
     if max_per_user is not None:
-        counts = np.bincount(users, minlength=user_count)
-        ends = np.cumsum(counts)[users]
-        keep = ends - np.arange(len(users)) <= max_per_user
-        users, movies = users[keep], movies[keep]
-    splits = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=user_count))])
-    return ImplicitFeedback(movies.astype(np.int32), splits.astype(np.int64))
+        users = user_rows[order]
+        ends = np.cumsum(np.bincount(users, minlength=user_count))[users]
+        order = order[ends - np.arange(len(users)) <= max_per_user]
+    splits = np.concatenate([[0], np.cumsum(np.bincount(user_rows[order], minlength=user_count))])
+    kept_ratings = None if ratings is None else np.asarray(ratings, np.float32)[order]
+    return ImplicitFeedback(movie_rows[order].astype(np.int32), splits.astype(np.int64), kept_ratings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +111,9 @@ class RatingHistory:
                 validation rows are scored, True for a model fitted on all of them).
         """
         keep = slice(None) if include_held_out else ~self.held_out
-        return implicit_feedback(self.user_rows[keep], self.movie_rows[keep], self.user_count, self.max_per_user)
+        return implicit_feedback(
+            self.user_rows[keep], self.movie_rows[keep], self.user_count, self.max_per_user, self.ratings[keep]
+        )
 
     def capped_users(self) -> int:
         """How many users have N kept ratings (and may have rated more)."""
@@ -192,6 +200,10 @@ class HistoryCollector:
             return
         merged = {name: np.concatenate([self._kept[name]] + [c[name] for c in self._pending]) for name in self._kept}
         self._pending, self._pending_rows = [], 0
+        group_sizes = np.bincount(merged["users"].astype(np.int64) * 2 + merged["held_out"])
+        if group_sizes.max(initial=0) <= self.max_per_user:  # nobody over the cap: nothing to drop, no sort
+            self._kept = merged
+            return
         # Stable sort: within a user, flag and key, rows keep their data order.
         order = np.lexsort((merged["keys"], merged["held_out"], merged["users"]))
         group = merged["users"][order].astype(np.int64) * 2 + merged["held_out"][order]

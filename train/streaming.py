@@ -305,13 +305,10 @@ def write_shards(
     for shard in range(shards):
         path = folder / f"{split}-{shard:05d}-of-{shards:05d}.tsv"
         rows = zip(user_ids[shard::shards], movie_titles[shard::shards], ratings[shard::shards])
-        if timestamps is None:
-            lines = [HEADER] + [f"{user}\t{movie}\t{float(rating):g}" for user, movie, rating in rows]
-        else:
-            stamps = timestamps[shard::shards]
-            lines = [TIMESTAMP_HEADER] + [
-                f"{user}\t{movie}\t{float(rating):g}\t{int(stamp)}" for (user, movie, rating), stamp in zip(rows, stamps)
-            ]
+        lines = [f"{user}\t{movie}\t{float(rating):g}" for user, movie, rating in rows]
+        if timestamps is not None:
+            lines = [f"{line}\t{int(stamp)}" for line, stamp in zip(lines, timestamps[shard::shards])]
+        lines.insert(0, HEADER if timestamps is None else TIMESTAMP_HEADER)
         write_atomically(path, "\n".join(lines) + "\n")
 
 
