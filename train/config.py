@@ -90,6 +90,7 @@ class FactorizationSettings:
         vector_l2, bias_l2: L2 weights on each example's composed user/movie vectors and biases.
         max_rated_per_user: N, how many of a user's most recent ratings form their implicit
             feedback (bounds a worker's memory by users x N; see train/history.py).
+        learning_rate_decay: the learning rate is multiplied by this after every epoch (1: constant).
         refit: after early stopping has chosen the epoch count on the validation rows, fit a
             new model on every training row (validation rows included) for that many epochs.
     """
@@ -97,6 +98,7 @@ class FactorizationSettings:
     vector_l2: float = 0.1
     bias_l2: float = 0.001
     max_rated_per_user: int = 256
+    learning_rate_decay: float = 1.0
     refit: bool = True
 
     def __post_init__(self):
@@ -104,6 +106,8 @@ class FactorizationSettings:
             raise ConfigError(f"L2 weights must be >= 0, got {self.vector_l2} and {self.bias_l2}")
         if self.max_rated_per_user < 1:
             raise ConfigError(f"max_rated_per_user must be >= 1, got {self.max_rated_per_user}")
+        if not 0 < self.learning_rate_decay <= 1:
+            raise ConfigError(f"learning_rate_decay must be in (0, 1], got {self.learning_rate_decay}")
 
 
 @dataclasses.dataclass(frozen=True)

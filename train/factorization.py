@@ -53,15 +53,12 @@ class FactorizationConfig:
         vector_l2: L2 weight on each example's composed user and movie vectors.
         bias_l2: L2 weight on each example's composed user and movie biases.
         init_stddev: standard deviation of the initial vectors (biases start at 0).
-        rating_feedback: also add |N(u)|^-1/2 sum_j (r_uj - c_u) X[j] to the user vector, with
-            c_u the user's mean kept rating ("user") or the global mean ("global"); "" adds nothing.
     """
 
     dimension: int = 64
     vector_l2: float = 0.1
     bias_l2: float = 0.001
     init_stddev: float = 0.01
-    rating_feedback: str = ""
 
     def __post_init__(self):
         if self.dimension < 1:
@@ -106,7 +103,7 @@ class FactorizationModel(tfrs.models.Model):
         self.user_features = tf.constant(side.user_features)
         self.movie_genres = tf.constant(side.movie_genres)
         self.movie_year = tf.constant(side.movie_year)
-        self.rated_movies = self._rated(tables.rated)
+        self.rated_movies = _ragged(tables.rated)
 
         dimension = config.dimension
         self.user_embedding = self._vectors(self.user_count)
@@ -128,12 +125,6 @@ class FactorizationModel(tfrs.models.Model):
         self.global_mean = self.add_weight(
             name="global_mean", shape=(), initializer=tf_keras.initializers.Constant(mean_rating)
         )
-        if config.rating_feedback:
-            self.rating_vectors = self.add_weight(
-                name="rating_vectors",
-                shape=(self.movie_count, dimension),
-                initializer=tf_keras.initializers.RandomNormal(stddev=config.init_stddev),
-            )
         # Per-example losses, averaged over the global batch in compute_loss (see train.model).
         self.task = tfrs.tasks.Ranking(
             loss=tf_keras.losses.MeanSquaredError(reduction=tf_keras.losses.Reduction.NONE),
@@ -189,19 +180,7 @@ class FactorizationModel(tfrs.models.Model):
         predictions = self.global_mean + user_bias + movie_bias + tf.reduce_sum(user_vectors * movie_vectors, axis=1)
         return predictions, user_vectors, movie_vectors, user_bias, movie_bias
 
-    def _rated(self, rated: ImplicitFeedback):
-        """N(u) as the graph reads it: the movies, and the centred ratings when rating feedback is on."""
-        movies = _ragged(rated.movie_rows, rated.row_splits)
-        if not self.config.rating_feedback:
-            return movies, None
-        ratings = _ragged(rated.ratings, rated.row_splits)
-        if self.config.rating_feedback == "user":
-            centre = tf.math.divide_no_nan(tf.reduce_sum(ratings, axis=1), tf.cast(ratings.row_lengths(), tf.float32))
-        else:
-            centre = tf.fill([ratings.nrows()], float(np.mean(rated.ratings)) if len(rated.ratings) else 0.0)
-        return movies, ratings - centre[:, None]
-
-    def _user_terms(self, user_rows: tf.Tensor, rated) -> tuple[tf.Tensor, tf.Tensor]:
+    def _user_terms(self, user_rows: tf.Tensor, rated: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Composed user vectors [B, d] and biases [B] of user rows [B]."""
         features = tf.gather(self.user_features, user_rows)
         vectors = self.user_embedding(user_rows) + self._implicit_vectors(user_rows, rated)
@@ -211,7 +190,7 @@ class FactorizationModel(tfrs.models.Model):
             bias += feature_bias(features[:, k])
         return vectors, tf.squeeze(bias, axis=1)
 
-    def _implicit_vectors(self, user_rows: tf.Tensor, rated) -> tf.Tensor:
+    def _implicit_vectors(self, user_rows: tf.Tensor, rated: tf.RaggedTensor) -> tf.Tensor:
         """|N(u)|^-1/2 sum_{j in N(u)} Y[j] for user rows [B], computed once per distinct user.
 
         The batch's distinct users and their rated movies form a sparse [users, movies]
@@ -220,16 +199,12 @@ class FactorizationModel(tfrs.models.Model):
         comes out dense (no per-step de-duplication of sparse rows).
         """
         distinct, position = tf.unique(user_rows)
-        movies = tf.gather(rated[0], distinct)
+        movies = tf.gather(rated, distinct)
         rows = movies.value_rowids()
         weights = tf.gather(tf.math.rsqrt(tf.maximum(tf.cast(movies.row_lengths(), tf.float32), 1.0)), rows)
         shape = tf.cast(tf.stack([tf.size(distinct), self.movie_count]), tf.int64)
-        indices = tf.stack([rows, tf.cast(movies.flat_values, tf.int64)], axis=1)
-        sums = tf.sparse.sparse_dense_matmul(tf.SparseTensor(indices, weights, shape), self.implicit_vectors)
-        if rated[1] is not None:
-            centred = tf.gather(rated[1], distinct).flat_values
-            sums += tf.sparse.sparse_dense_matmul(tf.SparseTensor(indices, weights * centred, shape), self.rating_vectors)
-        return tf.gather(sums, position)
+        sets = tf.SparseTensor(tf.stack([rows, tf.cast(movies.flat_values, tf.int64)], axis=1), weights, shape)
+        return tf.gather(tf.sparse.sparse_dense_matmul(sets, self.implicit_vectors), position)
 
     def _movie_terms(self, movie_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Composed movie vectors [B, d] and biases [B] of movie rows [B]."""
@@ -247,7 +222,7 @@ class FactorizationModel(tfrs.models.Model):
                 ratings can move a user's vector this way without refitting.
         """
         user_vectors, user_bias = self._user_terms(
-            tf.range(self.user_count), self.rated_movies if rated is None else self._rated(rated)
+            tf.range(self.user_count), self.rated_movies if rated is None else _ragged(rated)
         )
         movie_vectors, movie_bias = self._movie_terms(tf.range(self.movie_count))
         return FactorTables(
@@ -265,8 +240,8 @@ def _biases(rows: int) -> tf_keras.layers.Embedding:
     return tf_keras.layers.Embedding(rows, 1, embeddings_initializer="zeros")
 
 
-def _ragged(values: np.ndarray, row_splits: np.ndarray) -> tf.RaggedTensor:
-    return tf.RaggedTensor.from_row_splits(tf.constant(values), tf.constant(row_splits), validate=False)
+def _ragged(rated: ImplicitFeedback) -> tf.RaggedTensor:
+    return tf.RaggedTensor.from_row_splits(tf.constant(rated.movie_rows), tf.constant(rated.row_splits), validate=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,7 +259,7 @@ def fit_factorization(
     config: FactorizationConfig,
     *,
     mean_rating: float,
-    learning_rate: float,
+    learning_rate,
     epochs: int,
     patience: int,
     seed: int,
@@ -299,8 +274,9 @@ def fit_factorization(
             the model is fitted on only.
         config: the model's settings.
         mean_rating: the training rows' mean rating (the global mean's start).
-        learning_rate, epochs, patience, seed: Adam's rate, the maximum epochs,
-            the early-stopping patience and the seed of the initial weights.
+        learning_rate, epochs, patience, seed: Adam's rate (a number or a Keras
+            schedule), the maximum epochs, the early-stopping patience and the
+            seed of the initial weights.
         strategy: a tf.distribute strategy (batches are then global batches), or None.
 
     Returns:

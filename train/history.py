@@ -36,12 +36,10 @@ class ImplicitFeedback:
         movie_rows: int32, the movie rows of user row 0, then of user row 1, ...
         row_splits: int64 [user rows + 1]; user row r rated
             `movie_rows[row_splits[r]:row_splits[r + 1]]`.
-        ratings: float32, the rating given to each of `movie_rows`, or None.
     """
 
     movie_rows: np.ndarray
     row_splits: np.ndarray
-    ratings: Optional[np.ndarray] = None
 
     @property
     def user_rows(self) -> int:
@@ -49,11 +47,7 @@ class ImplicitFeedback:
 
 
 def implicit_feedback(
-    user_rows: np.ndarray,
-    movie_rows: np.ndarray,
-    user_count: int,
-    max_per_user: Optional[int] = None,
-    ratings: Optional[np.ndarray] = None,
+    user_rows: np.ndarray, movie_rows: np.ndarray, user_count: int, max_per_user: Optional[int] = None
 ) -> ImplicitFeedback:
     """Collects each user's distinct rated movies from parallel row arrays.
 
@@ -62,7 +56,6 @@ def implicit_feedback(
         user_count: the number of user rows (vocabulary size + 1).
         max_per_user: keep only each user's last N distinct movies in row order
             (bounds memory by users x N); None keeps all.
-        ratings: the ratings, to keep beside the movies (a movie's first rating); None keeps none.
 
     Returns:
         The sets, movies in row order within each user.
@@ -77,8 +70,7 @@ def implicit_feedback(
         ends = np.cumsum(np.bincount(users, minlength=user_count))[users]
         order = order[ends - np.arange(len(users)) <= max_per_user]
     splits = np.concatenate([[0], np.cumsum(np.bincount(user_rows[order], minlength=user_count))])
-    kept_ratings = None if ratings is None else np.asarray(ratings, np.float32)[order]
-    return ImplicitFeedback(movie_rows[order].astype(np.int32), splits.astype(np.int64), kept_ratings)
+    return ImplicitFeedback(movie_rows[order].astype(np.int32), splits.astype(np.int64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +103,7 @@ class RatingHistory:
                 validation rows are scored, True for a model fitted on all of them).
         """
         keep = slice(None) if include_held_out else ~self.held_out
-        return implicit_feedback(
-            self.user_rows[keep], self.movie_rows[keep], self.user_count, self.max_per_user, self.ratings[keep]
-        )
+        return implicit_feedback(self.user_rows[keep], self.movie_rows[keep], self.user_count, self.max_per_user)
 
     def capped_users(self) -> int:
         """How many users have N kept ratings (and may have rated more)."""

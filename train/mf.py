@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from typing import Callable, Sequence
 
@@ -179,7 +180,7 @@ def train_mf(inputs: MfInputs, config: TrainConfig, strategy=None) -> MfResult:
         rated = inputs.history.rated(include_held_out)
         tables = LookupTables(inputs.users, inputs.movies, inputs.side, rated)
         fitted = fit_factorization(
-            data, tables, model_config, mean_rating=mean, learning_rate=config.learning_rate, epochs=epochs,
+            data, tables, model_config, mean_rating=mean, learning_rate=_learning_rate(config, data), epochs=epochs,
             patience=patience, seed=config.seed, strategy=strategy,
         )
         return fitted, fitted.model.factor_tables(rated)
@@ -198,6 +199,17 @@ def train_mf(inputs: MfInputs, config: TrainConfig, strategy=None) -> MfResult:
         refit_rows = data.train_rows
         examples += refit_epochs * refit_rows
     return MfResult(tables, chosen_tables, curve, refit_epochs, refit_rows, examples, time.perf_counter() - started)
+
+
+def _learning_rate(config: TrainConfig, data):
+    """Adam's rate: constant, or multiplied by `learning_rate_decay` after every epoch of `data`."""
+    decay = config.factorization.learning_rate_decay
+    if decay == 1:
+        return config.learning_rate
+    import tf_keras
+
+    steps = data.steps_per_epoch or math.ceil(data.train_rows / config.batch_size)
+    return tf_keras.optimizers.schedules.ExponentialDecay(config.learning_rate, steps, decay, staircase=True)
 
 
 @dataclasses.dataclass(frozen=True)
