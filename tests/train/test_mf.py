@@ -156,8 +156,8 @@ def test_a_worker_that_dies_during_training_stops_its_peer_with_one_line(tmp_pat
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda folder: (folder / USERS_FILE).write_text("user_id\tage\tgender\toccupation\tzip_code\n1\tten\tM\tx\t1\n",
-                                                         encoding="utf-8"),
+        (lambda folder: (folder / USERS_FILE).write_text(
+            "user_id\tage\tgender\toccupation\tzip_code\n1\tten\tM\tx\t1\n", encoding="utf-8"),
          r"users.tsv line 2: age 'ten' is not a whole number \(leave it empty if unknown\)"),
         (lambda folder: (folder / "train-00001-of-00002.tsv").write_text(
             f"{streaming.TIMESTAMP_HEADER}\n1\tA (1990)\t4\t100\n1\tB (1991)\t4\n", encoding="utf-8"),
