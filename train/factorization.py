@@ -44,6 +44,9 @@ from train.model import TrainingData, dataset_rmse
 from train.side_features import YEAR_BUCKETS, SideFeatures
 
 
+USER_BLOCK = 16_384  # users whose factor-table rows are computed at once
+
+
 @dataclasses.dataclass(frozen=True)
 class FactorizationConfig:
     """Settings of the factorisation model.
@@ -221,15 +224,20 @@ class FactorizationModel(tfrs.models.Model):
             rated: N(u) for the user vectors; None uses the training one. Later
                 ratings can move a user's vector this way without refitting.
         """
-        user_vectors, user_bias = self._user_terms(
-            tf.range(self.user_count), self.rated_movies if rated is None else _ragged(rated)
-        )
+        ragged = self.rated_movies if rated is None else _ragged(rated)
+        # Users a block at a time: every term is a [users, d] tensor, and there are millions of users at scale.
+        vector_blocks, bias_blocks = [], []
+        for start in range(0, self.user_count, USER_BLOCK):
+            vectors, bias = self._user_terms(tf.range(start, min(start + USER_BLOCK, self.user_count)), ragged)
+            vector_blocks.append(vectors.numpy())
+            bias_blocks.append(bias.numpy())
+        user_vectors, user_bias = np.concatenate(vector_blocks), np.concatenate(bias_blocks)
         movie_vectors, movie_bias = self._movie_terms(tf.range(self.movie_count))
         return FactorTables(
             global_mean=float(self.global_mean.numpy()),
-            user_bias=user_bias.numpy(),
+            user_bias=user_bias,
             movie_bias=movie_bias.numpy(),
-            user_vectors=user_vectors.numpy(),
+            user_vectors=user_vectors,
             movie_vectors=movie_vectors.numpy(),
             users=self.tables.users,
             movies=self.tables.movies,

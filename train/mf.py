@@ -19,6 +19,7 @@ which also serves MovieLens on several workers) give the same `MfInputs`.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import math
 import time
@@ -188,7 +189,8 @@ def train_mf(inputs: MfInputs, config: TrainConfig, strategy=None) -> MfResult:
     started = time.perf_counter()
     first, chosen_tables = fit(inputs.fit_data, False, inputs.fit_mean, config.epochs, config.early_stopping_patience)
     curve = first.curve
-    del first  # its weights and optimizer slots are not needed during the refit
+    del first  # its weights and optimizer slots are not needed during the refit (Keras models hold cycles)
+    gc.collect()
     examples = curve.epochs_run * inputs.fit_data.train_rows
     tables, refit_epochs, refit_rows = chosen_tables, 0, 0
     if settings.refit and inputs.fit_data.validation is not None:
