@@ -68,6 +68,13 @@ def test_in_memory_the_chosen_epochs_are_refitted_on_every_training_row(tmp_path
     assert details["implicit_feedback"]["ratings_kept"] <= 4000 and details["side_features"] is True
     _, test = _split(4000, 20_000)
     assert result.test_rmse == pytest.approx(_saved_model_rmse(tmp_path / "model", test), abs=1e-5)
+    import tensorflow as tf
+
+    from device_runtime import contract
+
+    loaded = tf.saved_model.load(str(tmp_path / "model" / artifacts.SAVED_MODEL_DIR))
+    assert set(loaded.signatures) == {contract.STRINGS, contract.SCORE_ROWS, contract.TOP_K, contract.SCORE_HISTORY,
+                                      contract.USER_STATE, contract.SCORE_ROWS_FOR_STATE, contract.TOP_K_FOR_STATE}
 
 
 def test_from_shards_with_side_files_and_validation_held_out_by_hash(tmp_path):
