@@ -227,7 +227,7 @@ def _fit_blend(config: TrainConfig, source: "_Source", cluster) -> _Fitted:
     if cluster is not None or source.train_rows is None:
         raise ConfigError(
             f"preset {config.preset!r} (the blend) trains on in-memory data on one machine; "
-            "use --preset tutorial or adam for sharded data or several workers"
+            "use --preset mf (its strongest member alone), adam or tutorial for sharded data or several workers"
         )
     from train.blend import train_blend
     from train.factor_tables import serving_module
