@@ -4,7 +4,11 @@ For each row count, a synthetic sharded data set is generated (cached in the
 work folder) and one preset is trained on it for one epoch with 1, 2, ...
 local workers, each run a fresh `python -m train --local-workers N` process
 tree. Reported: examples per second during `fit` and the peak resident memory
-of each worker, which stays flat as the data grows when rows are streamed.
+of each worker, which stays flat as the data grows when rows are streamed, and
+how it changed from the fewest rows to the most. For the `mf` preset, "one
+epoch" is one epoch to choose on validation plus one epoch of the refit, both
+counted in examples per second, and the table adds the ratings its per-user
+history kept (at most users x N, `train.history`).
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class ScaleRecord:
         peak_rss_mb_per_worker: each worker's peak resident memory, MB.
         test_rmse: on the synthetic test split.
         wall_seconds: the launcher's wall time (start-up and export included).
+        history_ratings: the ratings the `mf` preset's per-user history kept; None for other presets.
     """
 
     rows: int
@@ -119,6 +124,7 @@ class ScaleRecord:
     peak_rss_mb_per_worker: tuple[float, ...]
     test_rmse: float
     wall_seconds: float
+    history_ratings: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,12 +171,18 @@ def record_from_metrics(metrics: dict, rows: int, workers: int, batch_size: int,
             peak_rss_mb_per_worker=tuple(float(value) for value in distribution["worker_peak_rss_mb"]),
             test_rmse=float(metrics["test_rmse"]),
             wall_seconds=float(distribution["launcher_wall_seconds"]),
+            history_ratings=_history_ratings(metrics),
         )
     except KeyError as error:
         raise StepError(f"{source} has no {error.args[0]!r}; "
                         "was it written by `python -m train --local-workers`?") from None
     except (TypeError, ValueError) as error:
         raise StepError(f"{source} holds a malformed figure: {one_line(error)}") from None
+
+
+def _history_ratings(metrics: dict) -> Optional[int]:
+    feedback = (metrics.get("architecture_details") or {}).get("implicit_feedback")
+    return None if feedback is None else int(feedback["ratings_kept"])
 
 
 def training_command(settings: ScaleSettings, data: Path, out: Path, workers: int) -> list[str]:
@@ -232,25 +244,46 @@ def _train_once(settings: ScaleSettings, data: Path, rows: int, workers: int, ru
 
 
 def format_scale_markdown(results: ScaleResults, command: str) -> str:
-    """The results as Markdown: the command and machine, then one row per run."""
+    """The results as Markdown: the command and machine, then one row per run, then memory as rows grow."""
     settings = results.settings
+    history = any(record.history_ratings is not None for record in results.records)
     lines = ["## Training throughput and memory at scale (synthetic sharded data)", ""]
     lines += produced_by(command, results.machine, results.started_at) + [""]
     lines += [
-        "| rows | workers | examples/s (fit) | fit s | peak RSS per worker (MB) | test RMSE |",
-        "|---:|---:|---:|---:|---|---:|",
+        "| rows | workers | examples/s (fit) | fit s | peak RSS per worker (MB) | test RMSE |"
+        + (" history ratings kept |" if history else ""),
+        "|---:|---:|---:|---:|---|---:|" + ("---:|" if history else ""),
     ]
     for record in results.records:
         rss = ", ".join(f"{value:.0f}" for value in record.peak_rss_mb_per_worker)
-        lines.append(f"| {record.rows:,} | {record.workers} | {record.examples_per_second:,.0f} "
-                     f"| {record.fit_seconds:.1f} | {rss} | {record.test_rmse:.3f} |")
+        line = (f"| {record.rows:,} | {record.workers} | {record.examples_per_second:,.0f} "
+                f"| {record.fit_seconds:.1f} | {rss} | {record.test_rmse:.3f} |")
+        if history:
+            line += f" {record.history_ratings:,} |" if record.history_ratings is not None else " |"
+        lines.append(line)
+    lines += ["", *memory_growth_lines(results.records)]
     lines += [
-        "",
         f"Synthetic data with {settings.users:,} users and {settings.items:,} items; `{settings.preset}` preset, "
         f"1 epoch, global batch {settings.batch_size:,}; every run a fresh `python -m train --local-workers N` "
         "process tree.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def memory_growth_lines(records) -> list[str]:
+    """One sentence per worker count run on several row counts: the largest worker's peak RSS, fewest to most rows."""
+    lines = []
+    for workers in sorted({record.workers for record in records}):
+        runs = sorted((record for record in records if record.workers == workers), key=lambda record: record.rows)
+        if len(runs) < 2 or runs[0].rows == runs[-1].rows:
+            continue
+        first, last = max(runs[0].peak_rss_mb_per_worker), max(runs[-1].peak_rss_mb_per_worker)
+        lines.append(
+            f"Memory as rows grow, {workers} worker(s): {runs[-1].rows / runs[0].rows:g} times the rows "
+            f"({runs[0].rows:,} to {runs[-1].rows:,}), peak RSS of the largest worker {first:.0f} to {last:.0f} MB "
+            f"({(last - first) / first:+.0%})."
+        )
+    return lines + ([""] if lines else [])
 
 
 def write_scale_outputs(results: ScaleResults, command: str) -> str:

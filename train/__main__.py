@@ -106,7 +106,6 @@ def _train(args) -> int:
         max_train_rows=args.max_train_rows,
         cluster=cluster,
         lock_output=not os.environ.get(distributed.WORKER_ENV),
-        worker_timeout_seconds=_worker_timeout(args),
     )
     if not args.quiet and (cluster is None or cluster.is_chief):
         keys = ("preset", "test_rmse", "train_rmse", "epochs_run", "wall_seconds")

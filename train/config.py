@@ -20,6 +20,7 @@ class Architecture(str, enum.Enum):
 
     TOWER = "tower"  # the tutorial's TFRS ranking tower (embeddings -> Dense 256/64/1)
     BLEND = "blend"  # SVD++ with side features + AutoRecs, folded into one low-rank table model
+    FACTORIZATION = "factorization"  # SVD++ with side features alone, on streamed data and several workers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +83,34 @@ class BlendConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class FactorizationSettings:
+    """Settings of the factorization architecture beyond those in TrainConfig (see train/factorization.py).
+
+    Attributes:
+        vector_l2, bias_l2: L2 weights on each example's composed user/movie vectors and biases.
+        max_rated_per_user: N, how many of a user's most recent ratings form their implicit
+            feedback (bounds a worker's memory by users x N; see train/history.py).
+        learning_rate_decay: the learning rate is multiplied by this after every epoch (1: constant).
+        refit: after early stopping has chosen the epoch count on the validation rows, fit a
+            new model on every training row (validation rows included) for that many epochs.
+    """
+
+    vector_l2: float = 0.1
+    bias_l2: float = 0.001
+    max_rated_per_user: int = 256
+    learning_rate_decay: float = 1.0
+    refit: bool = True
+
+    def __post_init__(self):
+        if self.vector_l2 < 0 or self.bias_l2 < 0:
+            raise ConfigError(f"L2 weights must be >= 0, got {self.vector_l2} and {self.bias_l2}")
+        if self.max_rated_per_user < 1:
+            raise ConfigError(f"max_rated_per_user must be >= 1, got {self.max_rated_per_user}")
+        if not 0 < self.learning_rate_decay <= 1:
+            raise ConfigError(f"learning_rate_decay must be in (0, 1], got {self.learning_rate_decay}")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides how a model is built and trained.
 
@@ -96,6 +125,7 @@ class TrainConfig:
         early_stopping_patience: epochs without validation improvement before stopping.
         seed: seeds weight initialisation and the per-epoch shuffle.
         blend: the blend architecture's own settings (blend only).
+        factorization: the factorization architecture's own settings (factorization only).
     """
 
     preset: str = "tutorial"
@@ -110,6 +140,7 @@ class TrainConfig:
     early_stopping_patience: int = 3
     seed: int = 42
     blend: BlendConfig = BlendConfig()
+    factorization: FactorizationSettings = FactorizationSettings()
 
     def __post_init__(self):
         if self.embedding_dimension < 1:
@@ -136,6 +167,8 @@ class TrainConfig:
         data["hidden_layers"] = list(self.hidden_layers)
         if self.architecture is not Architecture.BLEND:
             del data["blend"]
+        if self.architecture is not Architecture.FACTORIZATION:
+            del data["factorization"]
         return data
 
 
@@ -165,6 +198,21 @@ PRESETS = {
         epochs=60,
         validation_fraction=0.1,
         early_stopping_patience=4,
+    ),
+    # The blend's SVD++-with-side-features member alone, on sharded data and several workers
+    # (train/mf.py). Lighter L2 than the blend's member and a decaying rate, both chosen on the
+    # validation carve (docs/cluster.md), then a refit on every training row.
+    "mf": TrainConfig(
+        preset="mf",
+        architecture=Architecture.FACTORIZATION,
+        embedding_dimension=64,
+        optimizer=Optimizer.ADAM,
+        learning_rate=2e-3,
+        batch_size=1024,
+        epochs=60,
+        validation_fraction=0.1,
+        early_stopping_patience=4,
+        factorization=FactorizationSettings(vector_l2=0.04, bias_l2=0.001, learning_rate_decay=0.9),
     ),
 }
 DEFAULT_PRESET = "default"

@@ -12,6 +12,7 @@ them all if one fails, and reports each one's exit code and peak memory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -24,7 +25,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from train.errors import ConfigError, TrainError
 
@@ -101,13 +102,21 @@ def cluster_from_environment(environ=os.environ) -> Optional[Cluster]:
     return Cluster(tuple(addresses), task_type, task_index)
 
 
-def make_strategy(cluster: Cluster, timeout_seconds: float):
-    """Creates the MultiWorkerMirroredStrategy; must run before any other TensorFlow op."""
+def make_strategy(cluster: Cluster):
+    """Creates the MultiWorkerMirroredStrategy; must run before any other TensorFlow op.
+
+    The collectives get no `timeout_seconds`: TensorFlow 2.21 then keeps a
+    thread for every collective until its timeout has passed, even when it
+    completed at once, so a worker gains a dozen threads a step and dies
+    ("Resource temporarily unavailable") after a few thousand steps (measured
+    with a 600 s timeout; with none the count stays flat). A dead peer is still
+    noticed within seconds, by its closed connection (`lost_peer_message`); a
+    hung one by the launcher's `--worker-timeout` or the cluster's scheduler.
+    """
     import tensorflow as tf
 
     options = tf.distribute.experimental.CommunicationOptions(
-        implementation=tf.distribute.experimental.CommunicationImplementation.RING,
-        timeout_seconds=timeout_seconds,
+        implementation=tf.distribute.experimental.CommunicationImplementation.RING
     )
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     logger.info(
@@ -118,6 +127,34 @@ def make_strategy(cluster: Cluster, timeout_seconds: float):
         strategy.num_replicas_in_sync,
     )
     return strategy
+
+
+@contextlib.contextmanager
+def lost_peers_reported(cluster: Optional[Cluster]) -> Iterator[None]:
+    """Turns TensorFlow's error for a peer that went away during training into one WorkerError line.
+
+    Raises:
+        WorkerError: a collective failed because another worker's connection
+            closed or could not be reached (the worker died or was stopped).
+    """
+    if cluster is None:
+        yield
+        return
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError) as error:
+        raise WorkerError(lost_peer_message(cluster, error)) from None
+
+
+def lost_peer_message(cluster: Cluster, error: Exception) -> str:
+    """The one line for a lost peer: which worker saw it, TensorFlow's error type, and what to do."""
+    return (
+        f"{cluster.task_type} {cluster.task_index} lost contact with another worker during training "
+        f"({type(error).__name__}: a collective could not reach it); a worker died or was stopped, and every worker "
+        "must run until the end: restart all of them (the other workers' logs name the first error)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ from train.config import Architecture, TrainConfig
 from train.data import load_ratings, split_ratings
 from train.errors import ConfigError
 from train.metrics import ndcg_at_k, rmse
-from train.distributed import DEFAULT_WORKER_TIMEOUT_SECONDS, Cluster, make_strategy
+from train.distributed import DEFAULT_WORKER_TIMEOUT_SECONDS, Cluster, lost_peers_reported, make_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ def train_and_export(
     max_train_rows: Optional[int] = None,
     cluster: Optional[Cluster] = None,
     lock_output: bool = True,
-    worker_timeout_seconds: float = DEFAULT_WORKER_TIMEOUT_SECONDS,
 ) -> TrainingResult:
     """Trains a ranking model and writes the export folder.
 
@@ -65,22 +64,21 @@ def train_and_export(
             TF_CONFIG), or None for one process. Only the chief writes `out_dir`.
         lock_output: hold `out_dir`'s lock for the run (off in launched workers,
             whose launcher holds it).
-        worker_timeout_seconds: how long a collective may wait for a peer.
 
     Returns:
         The folder and its metrics.
 
     Raises:
-        ConfigError: `max_train_rows` or `worker_timeout_seconds` is out of range.
+        ConfigError: `max_train_rows` is out of range.
         DataError: the data source is missing or malformed.
         OutputError: `out_dir` is not an earlier output of this tool, or
             another run is writing it.
     """
     started = time.perf_counter()
-    check_run_options(data_source, max_train_rows, worker_timeout_seconds)
+    check_run_options(data_source, max_train_rows)
     out_dir = Path(out_dir)
     # The strategy must exist before any other TensorFlow op runs.
-    strategy = make_strategy(cluster, worker_timeout_seconds) if cluster else None
+    strategy = make_strategy(cluster) if cluster else None
     is_chief = cluster is None or cluster.is_chief
     lock = artifacts.output_lock(out_dir) if (is_chief and lock_output) else contextlib.nullcontext()
     with lock, tempfile.TemporaryDirectory(prefix="ranking-kit-shards-") as scratch:
@@ -99,10 +97,13 @@ def train_and_export(
         from train.model import dataset_rmse
         from train.serving import export_saved_model, strings_scorer
 
-        if config.architecture is Architecture.BLEND:
-            fitted = _fit_blend(config, source, cluster)
-        else:
-            fitted = _fit_tower(config, source, strategy)
+        with lost_peers_reported(cluster):
+            if config.architecture is Architecture.BLEND:
+                fitted = _fit_blend(config, source, cluster)
+            elif config.architecture is Architecture.FACTORIZATION:
+                fitted = _fit_mf(config, source, strategy)
+            else:
+                fitted = _fit_tower(config, source, strategy)
         score = strings_scorer(fitted.module)
         test_rmse, test_ndcg = _test_figures(score, source)
         train_rmse = dataset_rmse(score, source.train_batches)
@@ -131,7 +132,7 @@ def train_and_export(
             "versions": _versions(),
             "fit_seconds": round(fitted.fit_seconds, 3),
             "train_examples_per_second": round(
-                fitted.curve.epochs_run * source.training.train_rows / fitted.fit_seconds, 1
+                (fitted.examples or fitted.curve.epochs_run * source.training.train_rows) / fitted.fit_seconds, 1
             ),
         }
         if fitted.details:
@@ -160,7 +161,9 @@ def train_and_export(
 
 
 def check_run_options(
-    data_source: Optional[str], max_train_rows: Optional[int], worker_timeout_seconds: float
+    data_source: Optional[str],
+    max_train_rows: Optional[int],
+    worker_timeout_seconds: float = DEFAULT_WORKER_TIMEOUT_SECONDS,
 ) -> None:
     """Refuses, before any work, options out of range or that the data source cannot honour.
 
@@ -209,6 +212,7 @@ class _Fitted:
     fit_seconds: float
     details: Optional[dict] = None
     fold_in: Optional[dict] = None  # how the fold-in's penalties were chosen (factor models)
+    examples: Optional[int] = None  # training examples processed, when not epochs x training rows
 
 
 def _fit_tower(config: TrainConfig, source: "_Source", strategy) -> _Fitted:
@@ -228,7 +232,7 @@ def _fit_blend(config: TrainConfig, source: "_Source", cluster) -> _Fitted:
     if cluster is not None or source.train_rows is None:
         raise ConfigError(
             f"preset {config.preset!r} (the blend) trains on in-memory data on one machine; "
-            "use --preset tutorial or adam for sharded data or several workers"
+            "use --preset mf (its strongest member alone), adam or tutorial for sharded data or several workers"
         )
     from train.blend import train_blend
     from train.model import carve_validation
@@ -260,6 +264,37 @@ def _fold_in(tables, fit_rows, validation_rows, seed: int):
     return FoldIn(choice.vector_ridge, choice.bias_ridge), choice.to_dict()
 
 
+def _fit_mf(config: TrainConfig, source: "_Source", strategy) -> _Fitted:
+    """The `mf` preset: phase 1 with early stopping, then the refit (train.mf), from memory or shards."""
+    from train import mf
+    from train.serving import FactorServing
+
+    if source.mf_inputs is not None:
+        inputs = source.mf_inputs
+    else:  # in memory, one process; side features and history from the training rows only
+        inputs = mf.inputs_from_rows(source.train_rows, source.users, source.movies, config)
+    result = mf.train_mf(inputs, config, strategy)
+    # The penalties are chosen with the phase-1 tables, which never saw the validation rows; the refit
+    # tables (trained on every training row) are the ones exported.
+    fit_rows, validation_rows = mf.fold_in_rows(inputs, _MF_FOLD_IN_USERS, config.seed)
+    if len(validation_rows.user_id) == 0:
+        validation_rows = None
+    fold_in, record = _fold_in(result.chosen_tables, fit_rows, validation_rows, config.seed)
+    return _Fitted(
+        FactorServing(result.tables, fold_in),
+        curve=result.curve,
+        validation_rmse=result.curve.best_validation_rmse,
+        fit_seconds=result.fit_seconds,
+        details=result.details(inputs),
+        fold_in=record,
+        examples=result.examples,
+    )
+
+
+# At most this many validation users choose the mf fold-in's penalties (a few seconds of numpy at any size).
+_MF_FOLD_IN_USERS = 1000
+
+
 @dataclasses.dataclass(frozen=True)
 class _Source:
     training: object  # train.model.TrainingData
@@ -271,13 +306,14 @@ class _Source:
     provenance: dict
     train_rows: Optional[object] = None  # the training rows when held in memory
     test_rows: Optional[object] = None  # the test rows when held in memory
+    mf_inputs: Optional[object] = None  # train.mf.MfInputs from shards (the mf preset)
 
 
 def _prepare_source(config, data_source, max_train_rows, cluster, scratch: Path) -> _Source:
     from train.model import carve_validation, in_memory_training_data, rows_dataset
 
     if data_source and streaming.is_sharded_folder(Path(data_source)):
-        shards = streaming.scan_shards(Path(data_source))
+        shards = streaming.scan_shards(Path(data_source), _history_request(config))
         return _sharded_source(config, shards, {"source": str(Path(data_source).resolve()), "sha256": None})
 
     ratings = load_ratings(data_source)
@@ -305,29 +341,59 @@ def _prepare_source(config, data_source, max_train_rows, cluster, scratch: Path)
     # Several workers: write the same split to shards so tf.data can deal them out.
     fit_rows, validation_rows = carve_validation(train_rows, config)
     shard_count = SHARDS_PER_WORKER * cluster.size
-    streaming.write_shards(scratch, "train", fit_rows.user_id, fit_rows.movie_title, fit_rows.user_rating, shard_count)
-    if validation_rows is not None:
+    if config.architecture is Architecture.FACTORIZATION:
+        _write_mf_shards(scratch, fit_rows, validation_rows, test_rows, shard_count)
+    else:
         streaming.write_shards(
-            scratch, "validation", validation_rows.user_id, validation_rows.movie_title, validation_rows.user_rating, 1
+            scratch, "train", fit_rows.user_id, fit_rows.movie_title, fit_rows.user_rating, shard_count
         )
-    streaming.write_shards(scratch, "test", test_rows.user_id, test_rows.movie_title, test_rows.user_rating, 1)
+        if validation_rows is not None:
+            streaming.write_shards(
+                scratch, "validation", validation_rows.user_id, validation_rows.movie_title,
+                validation_rows.user_rating, 1,
+            )
+        streaming.write_shards(scratch, "test", test_rows.user_id, test_rows.movie_title, test_rows.user_rating, 1)
     artifacts.write_vocabulary(scratch / artifacts.USERS_VOCAB, users)
     artifacts.write_vocabulary(scratch / artifacts.MOVIES_VOCAB, movies)
-    source = _sharded_source(config, streaming.scan_shards(scratch), provenance)
+    source = _sharded_source(config, streaming.scan_shards(scratch, _history_request(config)), provenance)
     return dataclasses.replace(source, rows=rows)
 
 
+def _history_request(config: TrainConfig) -> Optional["streaming.HistoryRequest"]:
+    """What the scan of a sharded folder keeps for the mf preset; None for the others."""
+    if config.architecture is not Architecture.FACTORIZATION:
+        return None
+    return streaming.HistoryRequest(config.factorization.max_rated_per_user, config.validation_fraction)
+
+
+def _write_mf_shards(folder: Path, fit_rows, validation_rows, test_rows, shard_count: int) -> None:
+    """MovieLens as the mf preset streams it: timestamps in the rows, side files from the training rows only."""
+    from train.side_files import write_side_files
+
+    for split, rows, count in (("train", fit_rows, shard_count), ("validation", validation_rows, shard_count),
+                               ("test", test_rows, 1)):
+        if rows is not None:
+            streaming.write_shards(
+                folder, split, rows.user_id, rows.movie_title, rows.user_rating, count, timestamps=rows.timestamp
+            )
+    write_side_files(folder, [fit_rows, validation_rows])
+
+
 def _sharded_source(config, shards: "streaming.ShardedData", provenance: dict) -> _Source:
+    mf_inputs = None
+    if shards.training is not None:
+        from train.mf import inputs_from_shards
+
+        mf_inputs = inputs_from_shards(shards, config)
     return _Source(
-        training=streaming.streaming_training_data(shards, config),
-        test_batches=streaming.evaluation_batches(shards.files["test"], EVALUATION_BATCH),
-        train_batches=streaming.evaluation_batches(
-            shards.files["train"], EVALUATION_BATCH, streaming.VALIDATION_MAX_ROWS
-        ),
+        training=mf_inputs.fit_data if mf_inputs else streaming.streaming_training_data(shards, config),
+        test_batches=streaming.evaluation_batches(shards, "test", EVALUATION_BATCH),
+        train_batches=streaming.evaluation_batches(shards, "train", EVALUATION_BATCH, streaming.VALIDATION_MAX_ROWS),
         users=shards.users,
         movies=shards.movies,
         rows={"total": sum(shards.rows.values()), **shards.rows},
         provenance=provenance,
+        mf_inputs=mf_inputs,
     )
 
 

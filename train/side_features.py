@@ -78,24 +78,42 @@ def side_features(row_sets: Sequence, users: Sequence[str], movies: Sequence[str
                 )
             if movie is not None and movie not in movie_attributes:
                 genres = str(rows.movie_genres[k]).split("|") if has_genres else []
-                movie_attributes[movie] = (tuple(g for g in genres if g), _year(str(rows.movie_title[k])))
+                movie_attributes[movie] = (tuple(g for g in genres if g), release_year(str(rows.movie_title[k])))
 
+    return side_tables(user_attributes, movie_attributes, len(users), len(movies))
+
+
+def side_tables(user_attributes: dict, movie_attributes: dict, user_count: int, movie_count: int) -> SideFeatures:
+    """Builds the tables from each id's attributes.
+
+    Args:
+        user_attributes: user row -> (age, gender, occupation, zip code); age -1,
+            or an empty string, for unknown.
+        movie_attributes: movie row -> (genres as a tuple of names, release year or None).
+        user_count, movie_count: the vocabulary sizes; rows missing from the
+            attributes stay unknown.
+
+    Returns:
+        The tables.
+    """
     occupations = sorted({occupation for _, _, occupation, _ in user_attributes.values() if occupation})
-    user_features = np.zeros((len(users) + 1, len(USER_FEATURES)), np.int32)
+    occupation_bucket = {occupation: bucket for bucket, occupation in enumerate(occupations, start=1)}
+    user_features = np.zeros((user_count + 1, len(USER_FEATURES)), np.int32)
     for row, (age, gender, occupation, zip_code) in user_attributes.items():
         user_features[row] = (
             _age_bucket(age),
             GENDERS.index(gender) + 1 if gender in GENDERS else UNKNOWN,
-            occupations.index(occupation) + 1 if occupation else UNKNOWN,
+            occupation_bucket.get(occupation, UNKNOWN),
             _zip_bucket(zip_code),
         )
 
     genre_names = sorted({genre for genres, _ in movie_attributes.values() for genre in genres})
-    movie_genres = np.zeros((len(movies) + 1, max(len(genre_names), 1)), np.float32)
-    movie_year = np.zeros(len(movies) + 1, np.int32)
+    genre_column = {genre: column for column, genre in enumerate(genre_names)}
+    movie_genres = np.zeros((movie_count + 1, max(len(genre_names), 1)), np.float32)
+    movie_year = np.zeros(movie_count + 1, np.int32)
     for row, (genres, year) in movie_attributes.items():
         for genre in genres:
-            movie_genres[row, genre_names.index(genre)] = 1.0
+            movie_genres[row, genre_column[genre]] = 1.0
         movie_year[row] = _year_bucket(year)
     movie_genres /= np.maximum(movie_genres.sum(axis=1, keepdims=True), 1.0)
     sizes = (len(AGE_EDGES) + 2, len(GENDERS) + 1, len(occupations) + 1, ZIP_BUCKETS)
@@ -113,7 +131,8 @@ def _zip_bucket(zip_code: str) -> int:
     return 1 + int(head) if head.isdigit() else ZIP_BUCKETS - 1
 
 
-def _year(title: str) -> Optional[int]:
+def release_year(title: str) -> Optional[int]:
+    """The year in a title's trailing "(YYYY)", or None."""
     match = YEAR_PATTERN.search(title)
     return int(match.group(1)) if match else None
 

@@ -4,8 +4,12 @@ Ratings come from a latent-factor model with MovieLens-like statistics:
 rating = clip(round(global mean + user bias + item bias + <user, item> + noise), 1, 5),
 items drawn with a Zipf-like popularity. Rows are generated and written in
 chunks, so memory stays bounded whatever the row count. The output is a
-sharded data folder (see `train.streaming`) with vocab files, ready for
-`python -m train --data DIR`.
+sharded data folder (see `train.streaming`) with vocab files and side files
+(`train.side_files`: users.tsv, movies.tsv), ready for `python -m train --data DIR`.
+The side features carry some of the latent factors: a user's gender is the
+sign of their first factor, their age grows with the second and their
+occupation is the largest of the next four; an item has genre k when its
+factor k mod 8 is large.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train import artifacts, streaming
+from device_runtime.files import write_atomically
+from train import artifacts, side_files, streaming
 from train.errors import ConfigError, TrainError
 
 logger = logging.getLogger(__name__)
@@ -29,6 +34,8 @@ logger = logging.getLogger(__name__)
 CHUNK_ROWS = 500_000
 MOVIELENS_MEAN = 3.53
 LATENT_DIMENSION = 8
+OCCUPATIONS = ("artist", "doctor", "engineer", "student")
+GENRES = ("Action", "Comedy", "Drama", "Romance", "Thriller", "Horror", "Sci-Fi", "Documentary", "Animation", "War")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +131,25 @@ def _write(spec: SyntheticSpec, folder: Path) -> None:
                 out.close()
     artifacts.write_vocabulary(folder / artifacts.USERS_VOCAB, [user_id(u) for u in range(spec.users)])
     artifacts.write_vocabulary(folder / artifacts.MOVIES_VOCAB, [item_title(i) for i in range(spec.items)])
+    _write_side_files(folder, user_factors, item_factors, rng)
+
+
+def _write_side_files(folder: Path, user_factors: np.ndarray, item_factors: np.ndarray, rng) -> None:
+    """users.tsv and movies.tsv whose features follow the latent factors (see the module)."""
+    ages = np.clip(np.rint(35 + 30 * user_factors[:, 1] + rng.normal(0, 5, len(user_factors))), 12, 80).astype(int)
+    genders = np.where(user_factors[:, 0] > 0, "M", "F")
+    occupations = np.array(OCCUPATIONS)[np.argmax(user_factors[:, 2:6], axis=1)]
+    zips = rng.integers(0, 100_000, len(user_factors))
+    user_lines = [
+        f"{user_id(u)}\t{age}\t{gender}\t{occupation}\t{zip_code:05d}\n"
+        for u, (age, gender, occupation, zip_code) in enumerate(zip(ages, genders, occupations, zips))
+    ]
+    write_atomically(folder / side_files.USERS_FILE, side_files.USERS_HEADER + "\n" + "".join(user_lines))
+    has_genre = item_factors[:, np.arange(len(GENRES)) % LATENT_DIMENSION] > 0.35
+    movie_lines = [
+        f"{item_title(i)}\t{'|'.join(g for g, on in zip(GENRES, row) if on)}\n" for i, row in enumerate(has_genre)
+    ]
+    write_atomically(folder / side_files.MOVIES_FILE, side_files.MOVIES_HEADER + "\n" + "".join(movie_lines))
 
 
 def _open(folder: Path, split: str, shard: int, shards: int):

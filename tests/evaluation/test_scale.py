@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -122,3 +123,19 @@ def test_a_failed_run_is_one_line(tmp_path, monkeypatch, capsys):
                           "error: preset 'default' trains on in-memory data")
     assert not (tmp_path / "out" / RESULTS_FILE).exists()
     assert [p.name for p in (tmp_path / "work").iterdir()] == ["synthetic-100-5-5"]  # no scratch export left
+
+
+def test_mf_runs_add_the_history_and_memory_as_rows_grow(tmp_path):
+    details = {"architecture_details": {"implicit_feedback": {"ratings_kept": 799_000, "max_rated_per_user": 256}}}
+    small = record_from_metrics({**METRICS, **details}, 1_000_000, 2, 32_768, Path("m.json"))
+    assert small.history_ratings == 799_000
+    large = dataclasses.replace(small, rows=10_000_000, peak_rss_mb_per_worker=(950.0, 990.0),
+                                history_ratings=7_990_000)
+    settings = ScaleSettings(out=tmp_path, rows=(1_000_000, 10_000_000), workers=(2,), preset="mf")
+    lines = format_scale_markdown(ScaleResults(settings, fakes.machine(), fakes.STARTED_AT, (small, large)),
+                                  "python -m evaluation scale --preset mf").splitlines()
+    assert "| 1,000,000 | 2 | 12,735 | 62.8 | 896, 900 | 1.037 | 799,000 |" in lines
+    assert "| 10,000,000 | 2 | 12,735 | 62.8 | 950, 990 | 1.037 | 7,990,000 |" in lines
+    # The largest worker: 900 MB at 1M rows, 990 MB at 10M rows: +10%.
+    assert ("Memory as rows grow, 2 worker(s): 10 times the rows (1,000,000 to 10,000,000), peak RSS of the largest "
+            "worker 900 to 990 MB (+10%).") in lines

@@ -54,19 +54,6 @@ def test_rows_without_side_columns_give_unknown_users_and_years_from_titles():
     assert side.movie_year.tolist() == [0, 0, 0, 2 + (1977 - 1950) // 10, 0]
 
 
-def test_rated_movie_sets_count_each_movie_once_and_can_keep_the_last_n():
-    from train.factorization import implicit_feedback
-
-    users = np.array([2, 1, 2, 2, 1, 2])
-    movies = np.array([5, 3, 5, 1, 4, 2])
-    sets = implicit_feedback(users, movies, user_count=4)
-    assert sets.row_splits.tolist() == [0, 0, 2, 5, 5]
-    assert sets.movie_rows.tolist() == [3, 4, 5, 1, 2]
-    capped = implicit_feedback(users, movies, user_count=4, max_per_user=2)
-    assert capped.row_splits.tolist() == [0, 0, 2, 4, 4]
-    assert capped.movie_rows.tolist() == [3, 4, 1, 2]
-
-
 def _tiny_factorization():
     from train.factorization import FactorizationConfig, FactorizationModel, LookupTables, implicit_feedback
     from train.side_features import side_features
