@@ -53,11 +53,9 @@ def parse_fraction(text: str) -> float:
     try:
         fraction = float(text)
     except (TypeError, ValueError):
-        raise ConfigError(f"--holdout-users must be a fraction strictly between 0 and 1 such as 0.1, got {text!r}") from None
+        fraction, text = math.nan, repr(text)
     if not (math.isfinite(fraction) and 0.0 < fraction < 1.0):
-        raise ConfigError(
-            f"--holdout-users must be a fraction strictly between 0 and 1 such as 0.1, got {text}"
-        )
+        raise ConfigError(f"--holdout-users must be a fraction strictly between 0 and 1 such as 0.1, got {text}")
     return fraction
 
 
