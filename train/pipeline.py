@@ -125,6 +125,7 @@ def train_and_export(
             "rows": source.rows,
             "data": source.provenance,
             "vocabulary_sizes": {"users": len(source.users), "movies": len(source.movies)},
+            "holdout": source.holdout.to_dict() if source.holdout else None,  # users held out of training
             "distribution": {
                 "strategy": "MultiWorkerMirroredStrategy" if strategy else None,
                 "workers": cluster.size if cluster else 1,
@@ -138,8 +139,6 @@ def train_and_export(
         }
         if fitted.details:
             metrics["architecture_details"] = fitted.details
-        if source.holdout is not None:
-            metrics["holdout"] = source.holdout.to_dict()
 
         def build(staging: Path) -> None:
             export_saved_model(fitted.module, staging / artifacts.SAVED_MODEL_DIR)
