@@ -1,4 +1,4 @@
-"""Measure the kit's own figures end to end: `python -m evaluation presets|scale`.
+"""Measure the kit's own figures end to end: `python -m evaluation presets|scale|personalization`.
 
 It drives the other packages as a user would (train, convert, then the
 benchmark harness's interleaved timer) and writes each result as JSON and as
@@ -11,6 +11,7 @@ Nothing in the kit imports this package.
 """
 
 from evaluation.errors import EvaluationError, SettingsError, StepError
+from evaluation.personalization import PersonalizationSettings, evaluate_personalization
 from evaluation.presets import evaluate_presets, write_outputs
 from evaluation.records import Evaluation
 from evaluation.scale import ScaleResults, ScaleSettings, run_scale, write_scale_outputs
@@ -19,11 +20,13 @@ from evaluation.settings import PresetSettings
 __all__ = [
     "Evaluation",
     "EvaluationError",
+    "PersonalizationSettings",
     "PresetSettings",
     "ScaleResults",
     "ScaleSettings",
     "SettingsError",
     "StepError",
+    "evaluate_personalization",
     "evaluate_presets",
     "run_scale",
     "write_outputs",

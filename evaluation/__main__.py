@@ -4,6 +4,9 @@
         [--variants none,float16,dynamic-int8,weight-only-int8] [--max-train-rows N] [--markdown FILE] [-v]
     python -m evaluation scale --out DIR [--rows 1000000,10000000] [--workers 1,2] [--preset tutorial]
         [--work-dir DIR] [--batch-size N] [--users N] [--items N] [--timeout S] [--markdown FILE] [-v]
+    python -m evaluation personalization --model HOLDOUT.tflite --reference FULL.tflite
+        --holdout-users DIR/holdout_users.txt --out DIR [--rows FILE] [--seed N] [--ks 0,1,3,5,10,20,50,all]
+        [--backend NAME] [--markdown FILE] [-v]
 
 Exit codes: 0 done (variants that fail the converter's checks are reported in
 the table); 2 a setting is wrong or a step could not run (one line on stderr
@@ -23,8 +26,8 @@ import convert
 import train
 from benchmarks import BenchmarkError
 from benchmarks.config import parse_positive_ints
-from device_runtime.errors import one_line
-from evaluation import scale
+from device_runtime.errors import DeviceRuntimeError, one_line
+from evaluation import personalization, scale
 from evaluation.errors import EvaluationError, StepError
 from evaluation.presets import evaluate_presets, write_outputs
 from evaluation.provenance import PROGRAM, command_text
@@ -96,7 +99,34 @@ def _parser() -> argparse.ArgumentParser:
     scaling.add_argument("--markdown", type=Path, metavar="FILE",
                          help=f"the Markdown table (default: OUT/{scale.TABLE_FILE})")
     scaling.add_argument("-v", "--verbose", action="store_true", help="also show the training logs")
+    _add_personalization(commands)
     return parser
+
+
+def _add_personalization(commands) -> None:
+    command = commands.add_parser(
+        "personalization",
+        help="personalize users held out of training through the converted .tflite (no TensorFlow needed)",
+    )
+    command.add_argument("--model", required=True, type=Path,
+                         help="the .tflite of a model trained with `python -m train --holdout-users FRACTION`")
+    command.add_argument("--reference", required=True, type=Path,
+                         help="the .tflite of the same preset trained WITH those users (without --holdout-users)")
+    command.add_argument("--holdout-users", required=True, type=Path, metavar="FILE",
+                         help="the holdout_users.txt that training wrote beside the held-out model")
+    command.add_argument("--rows", type=Path, metavar="FILE",
+                         help="their rows of the split (default: the holdout_rows.tsv beside --holdout-users)")
+    command.add_argument("--seed", type=int, default=0,
+                         help="orders each user's training rows into their history (default: %(default)s)")
+    command.add_argument("--ks", default=",".join(map(personalization.k_label, personalization.DEFAULT_KS)),
+                         help="history lengths, comma separated; all = every training row (default: %(default)s)")
+    command.add_argument("--backend", default="auto",
+                         help="the interpreter: auto, litert or tflite_runtime (default: %(default)s)")
+    command.add_argument("--out", required=True, type=Path,
+                         help=f"folder for {personalization.RESULTS_FILE} and {personalization.TABLE_FILE} (created)")
+    command.add_argument("--markdown", type=Path, metavar="FILE",
+                         help=f"the Markdown table (default: OUT/{personalization.TABLE_FILE})")
+    command.add_argument("-v", "--verbose", action="store_true", help="also show the runtime's logs")
 
 
 def _presets(args: argparse.Namespace, command: str) -> str:
@@ -131,6 +161,22 @@ def _scale(args: argparse.Namespace, command: str) -> str:
     return _written(lambda: scale.write_scale_outputs(results, command))
 
 
+def _personalization(args: argparse.Namespace, command: str) -> str:
+    settings = personalization.PersonalizationSettings(
+        model=args.model,
+        reference=args.reference,
+        holdout_users=args.holdout_users,
+        rows=args.rows,
+        out=args.out,
+        seed=args.seed,
+        ks=personalization.parse_ks(args.ks),
+        markdown=args.markdown,
+        backend=args.backend,
+    )
+    result = personalization.evaluate_personalization(settings)
+    return _written(lambda: personalization.write_outputs(result, command))
+
+
 def _written(write) -> str:
     """Runs a write of the results, turning a file-system failure into a StepError."""
     try:
@@ -155,10 +201,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args.verbose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    run = _presets if args.command == "presets" else _scale
+    run = {"presets": _presets, "scale": _scale, "personalization": _personalization}[args.command]
     try:
         markdown = run(args, command_text(argv))
-    except (EvaluationError, BenchmarkError, train.TrainError, convert.ConvertError) as error:
+    except (EvaluationError, BenchmarkError, train.TrainError, convert.ConvertError, DeviceRuntimeError) as error:
         print(f"{PROGRAM} {args.command}: error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -1,5 +1,9 @@
 """Command line: `python -m train --out DIR [--preset NAME] [--data SOURCE] [--epochs N] [--seed N] [--quiet]`.
 
+`--holdout-users FRACTION` holds that share of the users out of training
+entirely (chosen from `--seed`; see `train.holdout`), for measuring
+personalization on users the model never saw.
+
 Multi-worker: set TF_CONFIG on every machine and run the same command there,
 or run `--local-workers N` to start N workers on this machine.
 """
@@ -50,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--worker-timeout", type=float, default=None, help="seconds before stuck workers are stopped (default 1800)"
     )
+    parser.add_argument(
+        "--holdout-users",
+        metavar="FRACTION",
+        help="hold this share of the users (0 < FRACTION < 1) out of training entirely; their ids go to "
+        "OUT/holdout_users.txt, chosen from --seed (for `python -m evaluation personalization`)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only errors")
     return parser
 
@@ -77,7 +87,7 @@ def _check_options(args) -> None:
     from train.pipeline import check_run_options
 
     preset_config(args.preset, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size)
-    check_run_options(args.data, args.max_train_rows, _worker_timeout(args))
+    check_run_options(args.data, args.max_train_rows, _worker_timeout(args), _holdout_fraction(args))
     if args.local_workers is not None and args.local_workers < 1:
         raise ConfigError(f"--local-workers must be >= 1, got {args.local_workers}")
 
@@ -86,6 +96,12 @@ def _worker_timeout(args) -> float:
     from train.distributed import DEFAULT_WORKER_TIMEOUT_SECONDS
 
     return DEFAULT_WORKER_TIMEOUT_SECONDS if args.worker_timeout is None else args.worker_timeout
+
+
+def _holdout_fraction(args):
+    from train.holdout import parse_fraction
+
+    return None if args.holdout_users is None else parse_fraction(args.holdout_users)
 
 
 def _train(args) -> int:
@@ -106,6 +122,7 @@ def _train(args) -> int:
         max_train_rows=args.max_train_rows,
         cluster=cluster,
         lock_output=not os.environ.get(distributed.WORKER_ENV),
+        holdout_fraction=_holdout_fraction(args),
     )
     if not args.quiet and (cluster is None or cluster.is_chief):
         keys = ("preset", "test_rmse", "train_rmse", "epochs_run", "wall_seconds")

@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from train import artifacts, streaming
+from train import artifacts, holdout, streaming
 from train.config import Architecture, TrainConfig
 from train.data import load_ratings, split_ratings
 from train.errors import ConfigError
@@ -49,6 +49,7 @@ def train_and_export(
     max_train_rows: Optional[int] = None,
     cluster: Optional[Cluster] = None,
     lock_output: bool = True,
+    holdout_fraction: Optional[float] = None,
 ) -> TrainingResult:
     """Trains a ranking model and writes the export folder.
 
@@ -64,18 +65,20 @@ def train_and_export(
             TF_CONFIG), or None for one process. Only the chief writes `out_dir`.
         lock_output: hold `out_dir`'s lock for the run (off in launched workers,
             whose launcher holds it).
+        holdout_fraction: hold this share of the users out of training entirely
+            (`train.holdout`); None trains on every user.
 
     Returns:
         The folder and its metrics.
 
     Raises:
-        ConfigError: `max_train_rows` is out of range.
+        ConfigError: `max_train_rows` or `holdout_fraction` is out of range.
         DataError: the data source is missing or malformed.
         OutputError: `out_dir` is not an earlier output of this tool, or
             another run is writing it.
     """
     started = time.perf_counter()
-    check_run_options(data_source, max_train_rows)
+    check_run_options(data_source, max_train_rows, holdout_fraction=holdout_fraction)
     out_dir = Path(out_dir)
     # The strategy must exist before any other TensorFlow op runs.
     strategy = make_strategy(cluster) if cluster else None
@@ -84,7 +87,7 @@ def train_and_export(
     with lock, tempfile.TemporaryDirectory(prefix="ranking-kit-shards-") as scratch:
         if is_chief:
             artifacts.check_output_folder(out_dir)  # fail before minutes of work, not after
-        source = _prepare_source(config, data_source, max_train_rows, cluster, Path(scratch))
+        source = _prepare_source(config, data_source, max_train_rows, cluster, Path(scratch), holdout_fraction)
         logger.info(
             "training preset %r on %s rows (%d users, %d movies)%s",
             config.preset,
@@ -124,6 +127,7 @@ def train_and_export(
             "rows": source.rows,
             "data": source.provenance,
             "vocabulary_sizes": {"users": len(source.users), "movies": len(source.movies)},
+            "holdout": source.holdout.to_dict() if source.holdout else None,  # users held out of training
             "distribution": {
                 "strategy": "MultiWorkerMirroredStrategy" if strategy else None,
                 "workers": cluster.size if cluster else 1,
@@ -144,6 +148,8 @@ def train_and_export(
             export_saved_model(fitted.module, staging / artifacts.SAVED_MODEL_DIR)
             artifacts.write_vocabulary(staging / artifacts.USERS_VOCAB, source.users)
             artifacts.write_vocabulary(staging / artifacts.MOVIES_VOCAB, source.movies)
+            if source.holdout is not None:
+                holdout.write_holdout_files(staging, source.holdout)
             metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
             # metrics.json is written last: it marks a complete export.
             artifacts.write_json_atomically(staging / artifacts.METRICS_FILE, metrics)
@@ -164,6 +170,7 @@ def check_run_options(
     data_source: Optional[str],
     max_train_rows: Optional[int],
     worker_timeout_seconds: float = DEFAULT_WORKER_TIMEOUT_SECONDS,
+    holdout_fraction: Optional[float] = None,
 ) -> None:
     """Refuses, before any work, options out of range or that the data source cannot honour.
 
@@ -180,6 +187,8 @@ def check_run_options(
             )
     if not worker_timeout_seconds > 0:
         raise ConfigError(f"--worker-timeout must be > 0 seconds, got {worker_timeout_seconds:g}")
+    sharded = bool(data_source) and streaming.is_sharded_folder(Path(data_source))
+    holdout.check_holdout_options(holdout_fraction, sharded)
 
 
 def _test_figures(score, source: "_Source") -> tuple[float, Optional[float]]:
@@ -307,9 +316,10 @@ class _Source:
     train_rows: Optional[object] = None  # the training rows when held in memory
     test_rows: Optional[object] = None  # the test rows when held in memory
     mf_inputs: Optional[object] = None  # train.mf.MfInputs from shards (the mf preset)
+    holdout: Optional[holdout.Holdout] = None  # the users held out of training, and their rows
 
 
-def _prepare_source(config, data_source, max_train_rows, cluster, scratch: Path) -> _Source:
+def _prepare_source(config, data_source, max_train_rows, cluster, scratch: Path, holdout_fraction=None) -> _Source:
     from train.model import carve_validation, in_memory_training_data, rows_dataset
 
     if data_source and streaming.is_sharded_folder(Path(data_source)):
@@ -318,10 +328,12 @@ def _prepare_source(config, data_source, max_train_rows, cluster, scratch: Path)
 
     ratings = load_ratings(data_source)
     train_rows, test_rows = split_ratings(ratings)
+    held_out, train_rows, test_rows = holdout.hold_out(ratings, train_rows, test_rows, holdout_fraction, config.seed)
     if max_train_rows is not None:
         train_rows = train_rows.take(np.arange(min(max_train_rows, len(train_rows))))
     # Vocabularies come from all rows, as in the tutorial; unseen ids share one extra row.
     users = tuple(str(u) for u in ratings.unique_users())
+    users = holdout.without_held_out(users, held_out)
     movies = tuple(str(m) for m in ratings.unique_movies())
     provenance = {"source": ratings.source, "sha256": ratings.sha256}
     rows = {"total": len(ratings), "train": len(train_rows), "test": len(test_rows)}
@@ -337,6 +349,7 @@ def _prepare_source(config, data_source, max_train_rows, cluster, scratch: Path)
             provenance=provenance,
             train_rows=train_rows,
             test_rows=test_rows,
+            holdout=held_out,
         )
     # Several workers: write the same split to shards so tf.data can deal them out.
     fit_rows, validation_rows = carve_validation(train_rows, config)
@@ -356,7 +369,7 @@ def _prepare_source(config, data_source, max_train_rows, cluster, scratch: Path)
     artifacts.write_vocabulary(scratch / artifacts.USERS_VOCAB, users)
     artifacts.write_vocabulary(scratch / artifacts.MOVIES_VOCAB, movies)
     source = _sharded_source(config, streaming.scan_shards(scratch, _history_request(config)), provenance)
-    return dataclasses.replace(source, rows=rows)
+    return dataclasses.replace(source, rows=rows, holdout=held_out)
 
 
 def _history_request(config: TrainConfig) -> Optional["streaming.HistoryRequest"]:
