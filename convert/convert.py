@@ -57,7 +57,7 @@ from device_runtime.files import write_atomically
 from device_runtime.flatbuffer import read_flatbuffer
 from device_runtime import contract
 from device_runtime.manifest import Manifest, read_manifest
-from train import artifacts
+from train import artifacts, holdout
 from train.errors import TrainError
 
 logger = logging.getLogger(__name__)
@@ -291,7 +291,7 @@ def _load_reference(saved_model: Path, config: ConversionConfig) -> _Reference:
     scorer = SavedModelScorer(loaded, signatures.strings)
     data = load_parity_data(config.parity_data)
     vocabularies = _vocabularies(export_dir, scorer, config.parity_data)
-    coverage = _check_coverage(data, vocabularies)
+    coverage = _check_coverage(data, vocabularies, _held_out_users(export_dir))
     return _Reference(
         saved_model_dir,
         export_dir,
@@ -413,15 +413,28 @@ def _vocabularies(
     )
 
 
-def _check_coverage(data: _ParityData, vocabularies: _Vocabularies) -> float:
+def _held_out_users(export_dir: Optional[Path]) -> tuple[str, ...]:
+    """The users a `python -m train --holdout-users` export left out on purpose (none for other exports)."""
+    if export_dir is None or not (export_dir / holdout.USERS_FILE).is_file():
+        return ()
+    try:
+        return holdout.read_holdout_users(export_dir / holdout.USERS_FILE)
+    except TrainError as error:
+        raise InputError(f"the export's held-out users: {error}") from None
+
+
+def _check_coverage(data: _ParityData, vocabularies: _Vocabularies, held_out_users: Sequence[str] = ()) -> float:
+    """The share of the test pairs the model knows, not counting users held out of training on purpose."""
+    counted = ~np.isin(data.users, np.asarray(held_out_users, dtype=object))
     known = np.isin(data.users, np.asarray(vocabularies.users, dtype=object)) & np.isin(
         data.movies, np.asarray(vocabularies.movies, dtype=object)
     )
-    coverage = float(known.mean())
+    coverage = float(known[counted].mean()) if counted.any() else 0.0
     if coverage < MIN_PARITY_COVERAGE:
         raise ParityDataError(
             f"the parity data ({data.source}) does not match the model's vocabulary: only {coverage:.1%} of its "
-            f"{len(known):,} test pairs have a user and a movie the model knows (need {MIN_PARITY_COVERAGE:.0%}); "
+            f"{int(counted.sum()):,} test pairs have a user and a movie the model knows "
+            f"(need {MIN_PARITY_COVERAGE:.0%}); "
             "pass the data the model was trained on with --parity-data"
         )
     return coverage
