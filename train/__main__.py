@@ -17,15 +17,14 @@ import os
 import sys
 from pathlib import Path
 
+from device_runtime.command_line import EXIT_USAGE, OneLineParser
 from train.config import DEFAULT_PRESET, PRESETS
 from train.data import DEFAULT_SOURCE
 from train.errors import ConfigError, TrainError
 
-EXIT_USAGE = 2
-
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m train",
         description="Train the MovieLens ranking model and export it (saved_model/, metrics.json, vocab/).",
     )
