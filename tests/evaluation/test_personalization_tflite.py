@@ -89,7 +89,7 @@ def _expected(held_out_tables, reference_tables) -> dict:
             rows = np.array(list(test)) + 1
             if k == "reference":
                 user_row = reference_tables.users.index(user) + 1
-                predicted = reference_tables.scores(np.full(len(rows), user_row), rows)
+                predicted = reference_tables.ratings(np.full(len(rows), user_row), rows)
             else:
                 vector, bias = ridge_state(held_out_tables, history if k is None else history[:k])
                 predicted = state_scores(held_out_tables, vector, bias)[rows - 1]
