@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         "--data",
         default=DEFAULT_SOURCE,
         help="'recbole' (offline MovieLens 100K, default), 'tfds' (downloads), a GroupLens ml-100k folder, "
-        "or a folder of sharded TSV files (train-*.tsv, test-*.tsv; see README)",
+        "or a folder of sharded TSV files (train-*.tsv, test-*.tsv; see docs/cluster.md)",
     )
     parser.add_argument("--epochs", type=int, help="override the preset's (maximum) number of epochs")
     parser.add_argument("--batch-size", type=int, help="override the preset's (global) batch size")
