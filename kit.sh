@@ -4,7 +4,7 @@
 #   ./kit.sh demo   set up .venv, then train -> convert -> validate -> rank -> benchmark
 #   ./kit.sh test   set up the environments below, run the whole suite in .venv, then the TensorFlow-free
 #                   device tests in each device environment ("leg"), and say which legs ran and why not
-#   ./kit.sh arm    the device runtime and benchmarks on emulated aarch64 (qemu; see README)
+#   ./kit.sh arm    the device runtime and benchmarks on emulated aarch64 (qemu; docs/arm.md)
 #   ./kit.sh setup  only create or update the environments
 #
 # Environments (docs/pythons.md):
@@ -159,6 +159,10 @@ run_demo() {
 
     say "3/4 ranking every movie for user 42 on the device runtime (no TensorFlow involved)"
     "$py" -m device_runtime rank --model "$ARTIFACTS/model-none.tflite" --user 42 --all --top-k 10
+    say "    ... and for a user the model never saw, from three of their own ratings (personalized on the device)"
+    printf 'Star Wars (1977)\t5\nFargo (1996)\t4\nToy Story (1995)\t1\n' > "$ARTIFACTS/new-user-ratings.tsv"
+    "$py" -m device_runtime rank --model "$ARTIFACTS/model-none.tflite" \
+        --history-file "$ARTIFACTS/new-user-ratings.tsv" --all --top-k 10
 
     say "4/4 a short latency benchmark of the float32 model (the SavedModel as server-side reference)"
     "$py" -m benchmarks latency --model "$ARTIFACTS/model-none.tflite" --backend litert \

@@ -77,23 +77,16 @@ from benchmarks.report import (
     write_report_files,
 )
 from benchmarks.soak import DEFAULT_CALLS, DEFAULT_SWAP_EVERY, DEFAULT_THREADS, SoakSettings, run_soak
+from device_runtime.command_line import EXIT_USAGE, OneLineParser
 from device_runtime.errors import DeviceRuntimeError, one_line
 
 EXIT_FOUND = 1  # mutations: a damaged copy was not refused; soak: a failure; catalog: a top-k check failed
-EXIT_USAGE = 2
 PROGRAM = "python -m benchmarks"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake in one line (exit 2) instead of the usage block."""
-
-    def error(self, message: str):  # noqa: D102 (argparse's hook)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROGRAM, description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     latency = commands.add_parser("latency", help="time ranking latency of one or more .tflite models")
     latency.add_argument("--model", action="append", required=True, type=Path, metavar="M.tflite",
                          help="a model to time (repeat to compare, e.g. the float32, float16 and int8 variants)")

@@ -21,11 +21,12 @@ from convert.config import ConversionConfig, Quantization, Tolerances, DEFAULT_R
 from convert.errors import ConversionError, ConvertError, InputError, ValidationError
 from convert.summary import describe, markdown_tables, report_problem
 from convert.targets import TARGETS, Target
+from device_runtime.command_line import EXIT_USAGE, OneLineParser
 from device_runtime.errors import one_line
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = EXIT_USAGE
 # How much of TensorFlow's last native message a failure line quotes; its info lines say nothing of a failure.
 NATIVE_LINE_CHARS = 160
 _NATIVE_INFO_LINE = re.compile(r"I\d{4} \d\d:\d\d:")  # e.g. "I0000 00:00:1796282290.17 port.cc:153] ..."
@@ -33,13 +34,8 @@ _NATIVE_INFO_LINE = re.compile(r"I\d{4} \d\d:\d\d:")  # e.g. "I0000 00:00:179628
 _MODES = [q.value for q in Quantization if q is not Quantization.FULL_INT8]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line instead of usage + message
-        self.exit(EXIT_BAD_INPUT, f"error: {message} (see python -m convert --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m convert",
         description="Convert a ranking SavedModel to a .tflite (builtin ops only), embed its manifest, "
         "and validate it: signature by name, parity with the SavedModel, every installed runtime, each target.",

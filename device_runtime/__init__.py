@@ -25,11 +25,13 @@ from device_runtime.prepared import CandidateSet, PersonalizedUser
 from device_runtime.ranker import MAX_BATCH, Ranker
 
 __all__ = [
+    "ArgumentTypeError",
     "Backend",
     "BackendError",
     "CandidateSet",
     "DeviceRuntimeError",
     "HistoryError",
+    "InvalidArgumentError",
     "MAX_BATCH",
     "ManifestError",
     "ModelLoadError",

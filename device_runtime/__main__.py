@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from device_runtime.backends import Backend
+from device_runtime.command_line import EXIT_USAGE, OneLineParser
 from device_runtime.errors import DeviceRuntimeError, one_line
 from device_runtime.history import check_history_entry
 from device_runtime.info import RankerInfo
 from device_runtime.prepared import PersonalizedUser
 from device_runtime.ranker import Ranker
 
-EXIT_USAGE = 2
 DEFAULT_TOP_K = 10
 
 
@@ -39,7 +39,7 @@ class _UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m device_runtime", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m device_runtime", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add_model_options(sub: argparse.ArgumentParser) -> None:

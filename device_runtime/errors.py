@@ -41,6 +41,14 @@ class HistoryError(DeviceRuntimeError, ValueError):
     """A personalization history is malformed; the message names the position of the bad entry."""
 
 
+class InvalidArgumentError(DeviceRuntimeError, ValueError):
+    """An argument has a value the runtime cannot use (k = 0, a 2-D id array, text that is not Unicode)."""
+
+
+class ArgumentTypeError(DeviceRuntimeError, TypeError):
+    """An argument is of a type the runtime does not take (a float id, a nested list, a path that is not one)."""
+
+
 class ModelMismatchError(DeviceRuntimeError):
     """A personalized user state was built on another model than the one serving (re-personalize)."""
 

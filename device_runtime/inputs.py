@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from device_runtime import contract
-from device_runtime.errors import UnknownIdError
+from device_runtime.errors import ArgumentTypeError, InvalidArgumentError, UnknownIdError
 
 # How many unknown ids an UnknownIdError message lists before "and N more".
 MAX_IDS_IN_MESSAGE = 5
@@ -21,19 +21,19 @@ MAX_IDS_IN_MESSAGE = 5
 def as_list(values, what: str) -> Sequence:
     """A list, tuple or 1-D array of ids as a sequence; TypeError/ValueError for anything else."""
     if isinstance(values, (str, bytes)):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{what} must be a list, tuple or 1-D numpy array of ids, got a single {type(values).__name__}; "
             "wrap it in a list"
         )
     if isinstance(values, np.ndarray):
         if values.ndim != 1:
-            raise ValueError(f"{what} must be 1-D, got an array of shape {values.shape}")
+            raise InvalidArgumentError(f"{what} must be 1-D, got an array of shape {values.shape}")
         return values.tolist()
     if isinstance(values, (list, tuple)):
         return values
     if isinstance(values, Sequence):
         return list(values)
-    raise TypeError(f"{what} must be a list, tuple or 1-D numpy array of ids, got {type(values).__name__}")
+    raise ArgumentTypeError(f"{what} must be a list, tuple or 1-D numpy array of ids, got {type(values).__name__}")
 
 
 def encode_all(values: Sequence, what: str) -> tuple[Sequence[str], np.ndarray]:
@@ -78,36 +78,36 @@ def to_text(value, what: str) -> str:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as error:
-            raise ValueError(f"{what} is not valid Unicode text ({error.reason}); pass a proper string") from None
+            raise InvalidArgumentError(f"{what} is not valid Unicode text ({error.reason}); pass a proper string") from None
         return str(value)
     if isinstance(value, bytes):
         try:
             return bytes(value).decode("utf-8")
         except UnicodeDecodeError:
-            raise ValueError(f"{what} is bytes that are not UTF-8; pass text or UTF-8 bytes") from None
+            raise InvalidArgumentError(f"{what} is bytes that are not UTF-8; pass text or UTF-8 bytes") from None
     if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{what} must be a str, bytes or int, got bool {value!r}")
+        raise ArgumentTypeError(f"{what} must be a str, bytes or int, got bool {value!r}")
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
-        raise TypeError(f"{what} must be a str, bytes or int, got float {value!r}; ids are text, e.g. '42'")
+        raise ArgumentTypeError(f"{what} must be a str, bytes or int, got float {value!r}; ids are text, e.g. '42'")
     if isinstance(value, (list, tuple, np.ndarray)):
-        raise TypeError(f"{what} must be a str, bytes or int, got a nested {type(value).__name__}; pass a flat list")
-    raise TypeError(f"{what} must be a str, bytes or int, got {type(value).__name__}")
+        raise ArgumentTypeError(f"{what} must be a str, bytes or int, got a nested {type(value).__name__}; pass a flat list")
+    raise ArgumentTypeError(f"{what} must be a str, bytes or int, got {type(value).__name__}")
 
 
 def user_text(user_id) -> str:
     """A user id as non-empty text."""
     text = to_text(user_id, "user_id")
     if not text:
-        raise ValueError("user_id is empty; pass a user id such as '42'")
+        raise InvalidArgumentError("user_id is empty; pass a user id such as '42'")
     return text
 
 
 def check_k(k) -> None:
     """k must be a positive integer or None."""
     if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
-        raise ValueError(f"k must be a positive integer or None, got {k!r}")
+        raise InvalidArgumentError(f"k must be a positive integer or None, got {k!r}")
 
 
 def unknown_ids_error(unknown: Sequence[str], what: str, total: int) -> UnknownIdError:

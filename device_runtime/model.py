@@ -33,7 +33,7 @@ from device_runtime import contract
 from device_runtime._log import Logger
 from device_runtime.backends import Backend, Delegates, LoadedInterpreter, fallback_message, is_delegate_failure
 from device_runtime.backends import open_interpreter
-from device_runtime.errors import BackendError, ManifestError, ModelLoadError, SignatureError, one_line
+from device_runtime.errors import ArgumentTypeError, BackendError, ManifestError, ModelLoadError, SignatureError, one_line
 from device_runtime.flatbuffer import read_flatbuffer
 from device_runtime.integrity import GOOD_FILE_HINT, verify
 from device_runtime.manifest import Manifest, Vocabulary, read_manifest
@@ -444,4 +444,4 @@ def as_path(model_path) -> Path:
     try:
         return Path(os.fspath(model_path))
     except TypeError:
-        raise TypeError(f"model_path must be a path to a .tflite file, got {type(model_path).__name__}") from None
+        raise ArgumentTypeError(f"model_path must be a path to a .tflite file, got {type(model_path).__name__}") from None

@@ -28,7 +28,13 @@ import numpy as np
 from device_runtime import contract
 from device_runtime._log import Logger
 from device_runtime.backends import Backend, parse_backend
-from device_runtime.errors import ManifestError, ModelMismatchError, SignatureError
+from device_runtime.errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    ManifestError,
+    ModelMismatchError,
+    SignatureError,
+)
 from device_runtime.inputs import as_list, check_k, encode_all, rows_of, to_text, unknown_ids_error, user_text
 from device_runtime.model import MAX_BATCH, LoadedModel, LoadOptions, as_path
 from device_runtime.prepared import CandidateSet, PersonalizedUser, read_only
@@ -90,7 +96,7 @@ class Ranker:
                 .tflite); such a file otherwise loads with one warning.
 
         Raises:
-            TypeError / ValueError: an argument has the wrong type or value.
+            ArgumentTypeError / InvalidArgumentError (TypeError / ValueError): an argument has the wrong type or value.
             ModelLoadError: the file is missing, unreadable, not a TFLite model,
                 corrupt or modified (checksum mismatch), without a checksum under
                 require_checksum=True, or no installed backend can load it.
@@ -103,13 +109,13 @@ class Ranker:
         if num_threads is not None and (
             isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1
         ):
-            raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+            raise InvalidArgumentError(f"num_threads must be a positive integer or None, got {num_threads!r}")
         for name, flag in (("strict", strict), ("require_checksum", require_checksum)):
             if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be True or False, got {flag!r}")
+                raise ArgumentTypeError(f"{name} must be True or False, got {flag!r}")
         for name, value in (("user_input", user_input), ("item_input", item_input)):
             if value is not None and (not isinstance(value, str) or not value):
-                raise TypeError(f"{name} must be a non-empty signature input name or None, got {value!r}")
+                raise ArgumentTypeError(f"{name} must be a non-empty signature input name or None, got {value!r}")
         self._options = LoadOptions(
             backend=parse_backend(backend),
             num_threads=None if num_threads is None else int(num_threads),
@@ -190,7 +196,7 @@ class Ranker:
             rows, and which of them the model does not know.
 
         Raises:
-            TypeError / ValueError: a bad title (its position is named).
+            ArgumentTypeError / InvalidArgumentError (TypeError / ValueError): a bad title (its position is named).
             UnknownIdError: strict mode and a title outside the vocabulary.
         """
         model = self._model
@@ -248,7 +254,7 @@ class Ranker:
             float32 array, one score per candidate, in input order.
 
         Raises:
-            TypeError / ValueError: a bad id; the message names its position.
+            ArgumentTypeError / InvalidArgumentError (TypeError / ValueError): a bad id; the message names its position.
             UnknownIdError: strict mode and an id outside the vocabularies.
             ModelMismatchError: a PersonalizedUser computed by another model.
             BackendError: the interpreter failed.
@@ -272,7 +278,7 @@ class Ranker:
             the whole catalog is ranked.
 
         Raises:
-            as `score`; ValueError when k is not a positive integer or None;
+            as `score`; InvalidArgumentError (a ValueError) when k is not a positive integer or None;
             ManifestError when candidates are omitted for a model without a
             movie vocabulary.
         """
@@ -293,7 +299,7 @@ class Ranker:
             float32 array, one score per pair, in input order.
 
         Raises:
-            TypeError / ValueError: a bad id (named by position) or different lengths.
+            ArgumentTypeError / InvalidArgumentError (TypeError / ValueError): a bad id (named by position) or different lengths.
             UnknownIdError: strict mode and an id outside the vocabularies.
             BackendError: the interpreter failed.
         """
@@ -301,13 +307,13 @@ class Ranker:
         users = as_list(user_ids, "user_ids")
         movies = as_list(movie_titles, "movie_titles")
         if len(users) != len(movies):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"user_ids has {len(users)} elements but movie_titles has {len(movies)}; pass one movie per user"
             )
         user_texts, user_data = encode_all(users, "user_ids")
         for position, text in enumerate(user_texts):
             if not text:
-                raise ValueError(f"user_ids[{position}] is empty; pass a user id")
+                raise InvalidArgumentError(f"user_ids[{position}] is empty; pass a user id")
         movie_texts, movie_data = encode_all(movies, "movie_titles")
         if self._options.strict:
             self._check_known(user_texts, model.user_vocabulary().rows, "user ids")

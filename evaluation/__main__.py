@@ -26,6 +26,7 @@ import convert
 import train
 from benchmarks import BenchmarkError
 from benchmarks.config import parse_positive_ints
+from device_runtime.command_line import EXIT_USAGE, OneLineParser
 from device_runtime.errors import DeviceRuntimeError, one_line
 from evaluation import personalization, scale
 from evaluation.errors import EvaluationError, StepError
@@ -42,23 +43,15 @@ from evaluation.settings import (
     parse_variants,
 )
 
-EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 # Library loggers that are quiet unless --verbose.
 QUIET_LOGGERS = ("train", "convert", "device_runtime", "benchmarks")
 NOISY_LOGGERS = ("absl", "tensorflow")  # Keras warns at every save that the TFRS model has no get_config()
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake in one line (exit 2) instead of the usage block."""
-
-    def error(self, message: str):  # noqa: D102 (argparse's hook)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROGRAM, description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     presets = commands.add_parser("presets", help="train, convert and time every preset over several seeds")
     presets.add_argument("--out", required=True, type=Path,

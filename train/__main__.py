@@ -17,15 +17,14 @@ import os
 import sys
 from pathlib import Path
 
+from device_runtime.command_line import EXIT_USAGE, OneLineParser
 from train.config import DEFAULT_PRESET, PRESETS
 from train.data import DEFAULT_SOURCE
 from train.errors import ConfigError, TrainError
 
-EXIT_USAGE = 2
-
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m train",
         description="Train the MovieLens ranking model and export it (saved_model/, metrics.json, vocab/).",
     )
@@ -42,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         "--data",
         default=DEFAULT_SOURCE,
         help="'recbole' (offline MovieLens 100K, default), 'tfds' (downloads), a GroupLens ml-100k folder, "
-        "or a folder of sharded TSV files (train-*.tsv, test-*.tsv; see README)",
+        "or a folder of sharded TSV files (train-*.tsv, test-*.tsv; see docs/cluster.md)",
     )
     parser.add_argument("--epochs", type=int, help="override the preset's (maximum) number of epochs")
     parser.add_argument("--batch-size", type=int, help="override the preset's (global) batch size")

@@ -16,7 +16,7 @@
 
 Side features come from the training rows only (`train.side_features`); the
 test rows never inform any choice. The measured figures and what helped are
-in the README ("The default model").
+in docs/default-model.md.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def cluster_from_environment(environ=os.environ) -> Optional[Cluster]:
     try:
         config = json.loads(raw)
     except ValueError as error:
-        raise ConfigError(f"TF_CONFIG is not valid JSON ({error}); see README 'Training on a cluster'") from None
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({error}); see docs/cluster.md") from None
     if not isinstance(config, dict) or not all(isinstance(config.get(key), dict) for key in ("cluster", "task")):
         raise ConfigError(
             'TF_CONFIG needs {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": N}}'

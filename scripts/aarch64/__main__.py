@@ -19,25 +19,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from device_runtime.command_line import EXIT_USAGE, OneLineParser
 from device_runtime.errors import one_line
 from scripts.aarch64 import rootfs, wheels
 from scripts.aarch64.errors import CheckFailedError, EmulationError
 from scripts.aarch64.pipeline import DEFAULT_PARITY_USERS, RunResult, Settings, Step, default_cache_dir, run
 
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 REPO = Path(__file__).resolve().parents[2]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake in one line (exit 2)."""
-
-    def error(self, message: str):  # noqa: D102 (argparse's hook)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="scripts/aarch64/run.sh", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="scripts/aarch64/run.sh", description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", type=Path, metavar="MODEL.tflite",
                         help="models for rank, latency and parity (default: the device-runtime test fixtures)")
     parser.add_argument("--users", type=int, default=DEFAULT_PARITY_USERS,

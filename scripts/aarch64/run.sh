@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the device runtime, the latency harness and a cross-architecture parity
-# check on aarch64 under qemu user-mode emulation (see README.md, "Runs on ARM").
+# check on aarch64 under qemu user-mode emulation (docs/arm.md).
 #
 #   scripts/aarch64/run.sh [MODEL.tflite ...] [--users N] [--cpu cortex-a72|cortex-a76|cortex-a53] ...
 #

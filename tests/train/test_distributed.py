@@ -72,7 +72,7 @@ def test_cli_malformed_tf_config_is_one_line(tmp_path):
     assert [line for line in result.stderr.splitlines() if line.startswith("train:")] == [
         "train: error: TF_CONFIG is not valid JSON "
         "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "
-        "see README 'Training on a cluster'"
+        "see docs/cluster.md"
     ]
     assert not (tmp_path / "m").exists()
 
