@@ -188,7 +188,36 @@ def create_interpreter(
         options["experimental_op_resolver_type"] = package.op_resolver_type.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_TF_LITE_DEPRECATION, category=UserWarning)
-        return package.interpreter_class(**options)
+        interpreter = package.interpreter_class(**options)
+    _read_signatures_once(interpreter)
+    return interpreter
+
+
+def _read_signatures_once(interpreter: Any) -> None:
+    """Makes `interpreter` read its signature definitions once, and answer every later request from that copy.
+
+    Each `get_signature_list()` and `get_signature_runner()` of these packages
+    calls the native GetSignatureDefs, which in tflite-runtime 2.14 leaks every
+    dictionary it returns (about 4 KiB for the kit's seven signatures). Loading
+    a model made ten such calls, so an app that reloads models grew by about
+    50 KiB a reload (the soak, docs/benchmarks.md). The definitions of one
+    interpreter never change; the closures below hold them, not the interpreter
+    (no reference cycle: it is freed as soon as it is dropped).
+    """
+    read = getattr(interpreter, "_get_full_signature_list", None)
+    if read is None:  # a package without the method: nothing to cache
+        return
+    definitions = read()
+
+    def signature_list() -> dict:
+        # get_signature_list's own form: the tensor names only, a fresh dict the caller may change.
+        return {
+            key: {"inputs": list(definition["inputs"]), "outputs": list(definition["outputs"])}
+            for key, definition in definitions.items()
+        }
+
+    interpreter._get_full_signature_list = lambda: definitions
+    interpreter.get_signature_list = signature_list
 
 
 def open_interpreter(
