@@ -76,7 +76,14 @@ from benchmarks.report import (
     write_plot,
     write_report_files,
 )
-from benchmarks.soak import DEFAULT_CALLS, DEFAULT_SWAP_EVERY, DEFAULT_THREADS, SoakSettings, run_soak
+from benchmarks.soak import (
+    DEFAULT_CALLS,
+    DEFAULT_SWAP_EVERY,
+    DEFAULT_THREADS,
+    SoakSettings,
+    describe_trend,
+    run_soak,
+)
 from device_runtime.command_line import EXIT_USAGE, OneLineParser
 from device_runtime.errors import DeviceRuntimeError, one_line
 
@@ -397,12 +404,9 @@ def _soak(args: argparse.Namespace, command: str) -> int:
     _check_report_paths(args)
     report = run_soak(settings, command)
     write_report_files(report, args.out, args.markdown)
-    document = report.to_dict()
-    rss = document["rss"]
-    growth = "n/a" if rss["growth_bytes"] is None else f"{rss['growth_bytes'] / 2**20:+.1f} MiB"
-    print(f"{report.calls:,} calls in {report.seconds:.0f} s; results by model: {document['results_by_model']}; "
+    print(f"{report.calls:,} calls in {report.seconds:.0f} s; results by model: {report.results_by_model}; "
           f"{report.swaps} swaps, {report.refused_reloads} refused reloads, {report.bad_calls:,} bad calls refused")
-    print(f"failures: {report.failures}; RSS growth {growth}; {'passed' if report.passed else 'FAILED'}")
+    print(f"failures: {report.failures}; RSS trend {describe_trend(report.rss_trend)}; {report.verdict()}")
     print(f"\nwrote {', '.join(str(p) for p in (args.out, args.markdown) if p is not None)}")
     return 0 if report.passed else EXIT_FOUND
 
