@@ -5,7 +5,8 @@
 3. For each interpreter (tflite-runtime, LiteRT), under emulation: the device
    runtime's TensorFlow-free tests, `device_runtime rank --all` for user 42,
    a small `benchmarks latency` run (whose report must say it was emulated),
-   and the scores of every model for the parity users.
+   and every model's answers on every contract signature it has
+   (`scripts.aarch64.scores`: the parity users, and synthetic histories).
 4. The same scores on the x86_64 host with LiteRT, and the comparison.
 
 Every step is timed; the result lists them all, and the run fails when any
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from device_runtime import contract
 from device_runtime.files import write_atomically
 from scripts.aarch64 import host, rootfs, wheels
 from scripts.aarch64.errors import CheckFailedError, SettingsError
@@ -505,6 +507,7 @@ def _compare_all(settings, models, work):
         reference = work / "scores" / "x86_64" / key
         if not reference.with_name(key + ".npy").is_file():
             continue  # its failure is already a failed step
+        not_present = ()
         for name in settings.interpreters:
             candidate = work / "scores" / "aarch64" / name / key
             if not candidate.with_name(key + ".npy").is_file():
@@ -513,10 +516,16 @@ def _compare_all(settings, models, work):
                     skipped.append(f"{model.name} on {name}: not expected to run ({reason})")
                 continue
             began = time.monotonic()
-            result = compare_files(reference, candidate)
-            results.append(result)
-            steps.append(StepResult(f"[{name}] parity {model.name}", result.passed, time.monotonic() - began,
-                                    format_result(result)))
+            comparison = compare_files(reference, candidate)
+            seconds = (time.monotonic() - began) / len(comparison.results)
+            not_present = comparison.not_present
+            for result in comparison.results:
+                results.append(result)
+                signature = "" if result.signature == contract.STRINGS else f" {result.label}"
+                steps.append(StepResult(f"[{name}] parity {model.name}{signature}", result.passed, seconds,
+                                        format_result(result)))
+        if not_present:
+            skipped.append(f"{model.name}: {', '.join(not_present)} not present in the file (not a failure)")
     return results, skipped, steps
 
 
