@@ -439,7 +439,8 @@ def compare_signatures(
     if not candidate_meta.get("signatures", [contract.STRINGS]) == present:
         failure = f"the two sides answered different signatures: {present} and {candidate_meta.get('signatures')}"
         return [ParityResult(model, backend, quantization, 0, 0, {}, {}, (failure,), "signatures")], not_present
-    users = [str(user) for user in reference_meta.get("users", ())]
+    index_users = [str(user) for user in reference_meta.get("index_users", ())]
+    same_index_users = [str(user) for user in candidate_meta.get("index_users", ())] == index_users
     histories = reference_meta.get("histories") or {}
     history_labels = [f"history {n} of {length}" for n, length in enumerate(histories.get("lengths", ()))]
     same_histories = (candidate_meta.get("histories") or {}).get("sha256") == histories.get("sha256")
@@ -451,9 +452,11 @@ def compare_signatures(
     for key in (k for k in contract.SIGNATURES if k in present and k != contract.STRINGS):
         missing = [side for side, arrays in (("x86_64", reference_arrays), ("aarch64", candidate_arrays))
                    if not any(name.startswith(key + ".") for name in arrays)]
-        if missing or (key in contract.PERSONALIZED_SIGNATURES and not same_histories):
+        personalized = key in contract.PERSONALIZED_SIGNATURES
+        if missing or not (same_histories if personalized else same_index_users):
             failure = (f"{key}: no answers from {' and '.join(missing)}" if missing else
-                       f"{key}: the two sides fed different histories; run both with the same scripts.aarch64.scores")
+                       f"{key}: the two sides fed different {'histories' if personalized else 'users'}; "
+                       "run both with the same scripts.aarch64.scores options")
             results.append(ParityResult(model, backend, quantization, 0, 0, {}, {}, (failure,), key))
             continue
         if key in (contract.TOP_K, contract.TOP_K_FOR_STATE):
@@ -474,7 +477,7 @@ def compare_signatures(
                 tolerances,
             ))
         else:
-            labels = history_labels if key in contract.PERSONALIZED_SIGNATURES else users
+            labels = history_labels if personalized else index_users
             results.append(compare(model, backend, quantization, answer(reference_arrays, key),
                                    answer(candidate_arrays, key), labels, labels, tolerances, key))
     return results, not_present

@@ -10,8 +10,12 @@ DIR/NAME.json (which users, which interpreter, how long). For a model that
 answers them, DIR/NAME.npz holds the other contract signatures' answers
 (`device_runtime.contract`), keyed "SIGNATURE.TENSOR":
 
-- index space, for the same users: `score_rows` over every movie row and
-  `top_k` (k = `TOP_K`, and k = every movie under "top_k.catalog.TENSOR");
+- index space, for `--index-users` of the scored users (default
+  `DEFAULT_INDEX_USERS`, spread over them the same way: the tutorial tower costs
+  as much per call as the strings signature, about 0.6 s per user for every
+  movie under emulation, and `top_k` is called twice): `score_rows` over every
+  movie row and `top_k` (k = `TOP_K`, and k = every movie under
+  "top_k.catalog.TENSOR");
 - personalized, for `synthetic_histories` (an empty one, then `HISTORY_COUNT`
   of 1 to `HISTORY_MAX_LENGTH` ratings drawn with `HISTORY_SEED` from the
   model's movies): `user_state`, then `score_rows_for_state` over every movie
@@ -55,6 +59,7 @@ from device_runtime.signature import SignatureMapping, resolve_signature, signat
 EXIT_USAGE = 2
 EXIT_CANNOT_LOAD = 3
 DEFAULT_USERS = 200
+DEFAULT_INDEX_USERS = 50
 # Rows per invocation: whole users at a time, about this many (user, movie) pairs.
 CHUNK_ROWS = 16384
 DELEGATE_MODES = ("auto", "default", "none")
@@ -307,7 +312,8 @@ def score_matrix(scorer, users: Sequence[str], movies: Sequence[str]) -> np.ndar
 
 
 def score_model(
-    model: Path, backend: str, users_count: int, threads: int, delegate_mode: str, vocab_dir: Path | None
+    model: Path, backend: str, users_count: int, threads: int, delegate_mode: str, vocab_dir: Path | None,
+    index_users_count: int = DEFAULT_INDEX_USERS,
 ) -> tuple[np.ndarray, dict, dict[str, np.ndarray]]:
     """Loads the model with `backend` and scores every movie for `users_count` users, on every signature.
 
@@ -329,6 +335,9 @@ def score_model(
         raise ScoringError(one_line(error)) from None
     all_users, movies, quantization = read_vocabularies(flatbuffer, str(model), vocab_dir)
     users = select_users(all_users, users_count)
+    if index_users_count < 1:
+        raise ScoringError(f"--index-users must be at least 1, got {index_users_count}")
+    index_users = select_users(users, index_users_count)
     use_delegates = delegate_mode == "default" or (delegate_mode == "auto" and quantization != "dynamic-int8")
     loaded, scorer = load_scorer(
         content, flatbuffer, str(model), backend, threads, Delegates.DEFAULT if use_delegates else Delegates.NONE,
@@ -341,7 +350,7 @@ def score_model(
     histories = synthetic_histories(movies) if contract.USER_STATE in scorer.runners else []
     start = time.perf_counter()
     try:
-        arrays = score_signatures(scorer.runners, [rows[user] for user in users], movies, histories)
+        arrays = score_signatures(scorer.runners, [rows[user] for user in index_users], movies, histories)
     except (RuntimeError, ValueError) as error:  # the interpreter refused a call
         raise CannotLoadError(f"{backend} {loaded.version} failed on a signature of {model}: {one_line(error)}") \
             from None
@@ -365,6 +374,7 @@ def score_model(
         "seconds": round(seconds, 3),
         "signatures": present,
         "not_present": [key for key in contract.SIGNATURES if key not in present],
+        "index_users": index_users if any(key in scorer.runners for key in INDEX_SIGNATURES) else [],
         "top_k": TOP_K,
         "histories": {"seed": HISTORY_SEED, "lengths": [len(titles) for titles, _ in histories],
                       "sha256": histories_sha256(histories)} if histories else None,
@@ -401,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", required=True, type=Path, help="the .tflite file")
     parser.add_argument("--backend", required=True, choices=["ai_edge_litert", "tflite_runtime"])
     parser.add_argument("--users", type=int, default=DEFAULT_USERS, help=f"users to score (default {DEFAULT_USERS})")
+    parser.add_argument("--index-users", type=int, default=DEFAULT_INDEX_USERS,
+                        help=f"of those, users for the index-space signatures (default {DEFAULT_INDEX_USERS})")
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     parser.add_argument("--delegates", choices=DELEGATE_MODES, default="auto",
                         help="auto: builtin kernels only for dynamic-range int8 or when XNNPACK fails")
@@ -410,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         scores, description, arrays = score_model(args.model, args.backend, args.users, args.threads,
-                                                  args.delegates, args.vocab_dir)
+                                                  args.delegates, args.vocab_dir, args.index_users)
     except ScoringError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
@@ -419,8 +431,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CANNOT_LOAD
     npy, _ = write_results(args.out, scores, description, arrays)
     histories = description["histories"]
-    also = f"; also {', '.join(description['signatures'][1:])}" if arrays else ""
-    also += f" ({len(histories['lengths'])} histories)" if histories else ""
+    counts = [f"{len(description['index_users'])} users"] if description["index_users"] else []
+    counts += [f"{len(histories['lengths'])} histories"] if histories else []
+    also = f"; also {', '.join(description['signatures'][1:])} ({', '.join(counts)})" if arrays else ""
     print(f"scored {scores.shape[0]} users x {scores.shape[1]} movies with {args.backend} "
           f"{description['backend_version']} on {description['machine']} in {description['seconds']} s{also} -> {npy}")
     return 0

@@ -222,7 +222,8 @@ def factor_answers(shift: float = 0.0) -> dict:
 
 
 def write_answers(prefix, answers, signatures, **meta):
-    write_scores(prefix, reference_matrix()[:, :4], signatures=signatures, histories=HISTORIES, **meta)
+    meta = {"index_users": USERS, "histories": HISTORIES, **meta}
+    write_scores(prefix, reference_matrix()[:, :4], signatures=signatures, **meta)
     np.savez(prefix.with_name(prefix.name + ".npz"), **answers)
     return prefix
 
@@ -264,16 +265,18 @@ def test_different_histories_or_missing_answers_fail(tmp_path):
     everything = ["serving_default", "score_rows", "top_k", "score_history", "user_state", "score_rows_for_state",
                   "top_k_for_state"]
     reference = write_answers(tmp_path / "x86", factor_answers(), everything)
-    other = write_scores(tmp_path / "other", reference_matrix()[:, :4], signatures=everything,
-                         histories={**HISTORIES, "sha256": "h2"})
-    np.savez(other.with_name("other.npz"), **factor_answers())
+    other = write_answers(tmp_path / "other", factor_answers(), everything, histories={**HISTORIES, "sha256": "h2"})
     comparison = parity.compare_files(reference, other)
     failed = {result.signature for result in comparison.results if not result.passed}
     assert failed == {"score_history", "user_state", "score_rows_for_state", "top_k_for_state"}
     assert "different histories" in parity.format_result(comparison.results[-1])
     no_answers = write_scores(tmp_path / "none", reference_matrix()[:, :4], signatures=everything,
-                              histories=HISTORIES)
+                              histories=HISTORIES, index_users=USERS)
     comparison = parity.compare_files(reference, no_answers)
     assert sum(not result.passed for result in comparison.results) == 6  # every signature but the strings one
     fewer = write_answers(tmp_path / "fewer", factor_answers(), everything[:3])
     assert not parity.compare_files(reference, fewer).passed
+    others = write_answers(tmp_path / "others", factor_answers(), everything, index_users=["1", "2", "4"])
+    failed = [result for result in parity.compare_files(reference, others).results if not result.passed]
+    assert [result.signature for result in failed] == ["score_rows", "top_k"]
+    assert "different users" in failed[0].failures[0]

@@ -216,7 +216,8 @@ def test_a_factor_model_answers_every_signature_as_numpy_computes_it(fixtures_di
         answers = {name: stored[name] for name in stored.files}
     tables = serving_fixtures.factor_tables(serving_fixtures.SEED_A, make_fixtures.MOVIES)
     movie_rows = np.arange(1, len(make_fixtures.MOVIES) + 1)
-    user_rows = [make_fixtures.USERS.index(user) + 1 for user in meta["users"]]
+    assert meta["index_users"] == meta["users"]  # 5 users: fewer than the default index users
+    user_rows = [make_fixtures.USERS.index(user) + 1 for user in meta["index_users"]]
     expected = np.array([tables.ratings(np.full(len(movie_rows), row), movie_rows) for row in user_rows])
     np.testing.assert_allclose(answers["score_rows.rating"], expected, atol=1e-5)
     np.testing.assert_allclose(np.load(tmp_path / "factor.npy"), expected, atol=1e-5)
@@ -241,10 +242,11 @@ def test_a_tower_model_has_no_personalized_answers(fixtures_dir, tmp_path):
     from tests.device_runtime import serving_fixtures
 
     assert scores.main(["--model", str(fixtures_dir / serving_fixtures.TOWER), "--backend", "ai_edge_litert",
-                        "--users", "3", "--out", str(tmp_path / "tower")]) == 0
+                        "--users", "3", "--index-users", "2", "--out", str(tmp_path / "tower")]) == 0
     meta = json.loads((tmp_path / "tower.json").read_text())
     assert meta["signatures"] == ["serving_default", "score_rows", "top_k"] and meta["histories"] is None
     assert meta["not_present"] == ["score_history", "user_state", "score_rows_for_state", "top_k_for_state"]
+    assert meta["index_users"] == [meta["users"][0], meta["users"][2]]  # spread: first and last
     with np.load(tmp_path / "tower.npz") as stored:
-        np.testing.assert_allclose(stored["score_rows.rating"], np.load(tmp_path / "tower.npy"), atol=1e-5)
+        np.testing.assert_allclose(stored["score_rows.rating"], np.load(tmp_path / "tower.npy")[[0, 2]], atol=1e-5)
         assert not any(name.startswith("user_state") for name in stored.files)
