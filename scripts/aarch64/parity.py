@@ -436,7 +436,7 @@ def compare_signatures(
     (reference_meta, reference_arrays), (candidate_meta, candidate_arrays) = reference, candidate
     present = reference_meta.get("signatures", [contract.STRINGS])
     not_present = [key for key in contract.SIGNATURES if key not in present]
-    if not candidate_meta.get("signatures", [contract.STRINGS]) == present:
+    if candidate_meta.get("signatures", [contract.STRINGS]) != present:
         failure = f"the two sides answered different signatures: {present} and {candidate_meta.get('signatures')}"
         return [ParityResult(model, backend, quantization, 0, 0, {}, {}, (failure,), "signatures")], not_present
     index_users = [str(user) for user in reference_meta.get("index_users", ())]
@@ -461,7 +461,9 @@ def compare_signatures(
             continue
         if key in (contract.TOP_K, contract.TOP_K_FOR_STATE):
             catalog = f"{key}.{CATALOG}"
-            full = catalog_scores(answer(reference_arrays, catalog, contract.ITEM_ROWS), answer(reference_arrays, catalog))
+            full = catalog_scores(
+                answer(reference_arrays, catalog, contract.ITEM_ROWS), answer(reference_arrays, catalog)
+            )
             for name in (key, catalog):
                 results.append(compare_top_k(
                     model, backend, quantization, key,

@@ -14,13 +14,13 @@ answers them, DIR/NAME.npz holds the other contract signatures' answers
   `DEFAULT_INDEX_USERS`, spread over them the same way: the tutorial tower costs
   as much per call as the strings signature, about 0.6 s per user for every
   movie under emulation, and `top_k` is called twice): `score_rows` over every
-  movie row and `top_k` (k = `TOP_K`, and k = every movie under
-  "top_k.catalog.TENSOR");
+  movie row and 4 rows the graph maps to the OOV row, and `top_k` (k = `TOP_K`,
+  and k = every movie under "top_k.catalog.TENSOR");
 - personalized, for `synthetic_histories` (an empty one, then `HISTORY_COUNT`
   of 1 to `HISTORY_MAX_LENGTH` ratings drawn with `HISTORY_SEED` from the
-  model's movies): `user_state`, then `score_rows_for_state` over every movie
-  row and `top_k_for_state` (both k) with that state, and `score_history`
-  over every title.
+  model's movies): `user_state`, then with that state `score_rows_for_state`
+  over the same rows as `score_rows` and `top_k_for_state` (both k), and
+  `score_history` over every title.
 
 A signature the file lacks (the tutorial preset has no personalized ones) is
 listed under "not_present" in the JSON. It opens the interpreter with
@@ -75,6 +75,9 @@ HISTORY_SEED = 2026
 # The top-k signatures are also asked for the whole catalog (k = n), under "SIGNATURE.catalog.TENSOR":
 # every row with the signature's own score, which decides ties when k = TOP_K.
 CATALOG = "catalog"
+# After every movie row, `score_rows` and `score_rows_for_state` get these: the OOV row and rows outside
+# the table, which the graph maps to the OOV row (so no input reads outside a table); n + 1 is added at run time.
+OUT_OF_RANGE_ROWS = (contract.OOV_ROW, -1, np.iinfo(np.int32).max)
 # Appended to the longest history: the graph must ignore a title it does not know.
 UNKNOWN_TITLE = "No Such Movie (2099)"
 
@@ -243,7 +246,10 @@ def histories_sha256(histories: Sequence[tuple[Sequence[str], np.ndarray]]) -> s
 
 
 def score_signatures(
-    runners: dict, user_rows: Sequence[int], movies: Sequence[str], histories: Sequence[tuple[Sequence[str], np.ndarray]],
+    runners: dict,
+    user_rows: Sequence[int],
+    movies: Sequence[str],
+    histories: Sequence[tuple[Sequence[str], np.ndarray]],
     k: int = TOP_K,
 ) -> dict[str, np.ndarray]:
     """The answers of every signature in `runners` but the strings one, as "SIGNATURE.TENSOR" arrays.
@@ -251,13 +257,15 @@ def score_signatures(
     Args:
         runners: signature key -> runner (only the keys present are called).
         user_rows: the users' rows (index space; 1..n, 0 is the OOV row).
-        movies: the movie vocabulary; every movie row 1..n is scored.
+        movies: the movie vocabulary; every movie row 1..n is scored, then `OUT_OF_RANGE_ROWS` and n + 1
+            (so `score_rows` and `score_rows_for_state` answers have n + 4 columns).
         histories: (titles, ratings) per synthetic user, for the personalized signatures.
         k: how many rows the top-k signatures return (clamped to the catalog by the graph); they
             are also called with k = every movie (`CATALOG`).
     """
-    all_rows = np.arange(1, len(movies) + 1, dtype=np.int32)
-    k_input, catalog_k = np.array([k], np.int32), np.array([len(movies)], np.int32)
+    catalog = len(movies)
+    all_rows = np.array([*range(1, catalog + 1), *OUT_OF_RANGE_ROWS, catalog + 1], dtype=np.int32)
+    k_input, catalog_k = np.array([k], np.int32), np.array([catalog], np.int32)
     arrays: dict[str, list] = {}
 
     def keep(key: str, tensor: str, value) -> None:

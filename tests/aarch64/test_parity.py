@@ -215,9 +215,9 @@ def factor_answers(shift: float = 0.0) -> dict:
         "score_rows_for_state.rating": states.copy(),
     }
     for key, matrix, rows in (("top_k", scores, order), ("top_k_for_state", states, state_order)):
-        answers[f"{key}.item_rows"], answers[f"{key}.rating"] = rows[:, :2], np.take_along_axis(matrix, rows - 1, 1)[:, :2]
-        answers[f"{key}.catalog.item_rows"] = rows
-        answers[f"{key}.catalog.rating"] = np.take_along_axis(matrix, rows - 1, 1)
+        ranked = np.take_along_axis(matrix, rows - 1, 1)
+        answers[f"{key}.item_rows"], answers[f"{key}.rating"] = rows[:, :2], ranked[:, :2]
+        answers[f"{key}.catalog.item_rows"], answers[f"{key}.catalog.rating"] = rows, ranked
     return answers
 
 

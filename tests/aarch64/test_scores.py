@@ -179,8 +179,9 @@ def test_every_signature_is_called_by_name_and_its_answers_kept_in_order():
     model = FakeFactorModel()
     histories = [([], np.zeros(0, np.float32)), (["b", "d"], np.array([5.0, 3.0], np.float32))]
     answers = scores.score_signatures(model.runners(), [2, 1], list(model.movies), histories, k=2)
-    # User row 2: bias 2 + movie bias + (2, 1).v over rows 1..4; user row 1: bias 1 + (1, 2).v.
-    expected = np.array([[4.5, 3.0, 5.25, 2.5], [2.5, 3.0, 4.25, 1.0]], np.float32)
+    # User row 2: bias 2 + movie bias + (2, 1).v over rows 1..4; user row 1: bias 1 + (1, 2).v. Then the OOV
+    # row, -1, INT32_MAX and 5 (one past the catalog): each reads the OOV row, so the user's bias alone.
+    expected = np.array([[4.5, 3.0, 5.25, 2.5, 2, 2, 2, 2], [2.5, 3.0, 4.25, 1.0, 1, 1, 1, 1]], np.float32)
     np.testing.assert_allclose(answers["score_rows.rating"], expected)
     np.testing.assert_array_equal(answers["top_k.item_rows"], [[3, 1], [3, 2]])
     np.testing.assert_allclose(answers["top_k.rating"], [[5.25, 4.5], [4.25, 3.0]])
@@ -188,10 +189,10 @@ def test_every_signature_is_called_by_name_and_its_answers_kept_in_order():
     assert model.calls.count("top_k 2") == 2 and model.calls.count("top_k 4") == 2
     # History 1: state (4, 2), bias 0, so row r scores movie_bias + 4 v0 + 2 v1.
     np.testing.assert_allclose(answers["user_state.user_vector"], [[0.0, 0.0], [4.0, 2.0]])
-    np.testing.assert_allclose(answers["score_rows_for_state.rating"][1], [4.5, 2.0, 6.25, 1.5])
-    np.testing.assert_allclose(answers["score_rows_for_state.rating"][0], FakeFactorModel.movie_bias[1:])
+    np.testing.assert_allclose(answers["score_rows_for_state.rating"][1], [4.5, 2.0, 6.25, 1.5, 0, 0, 0, 0])
+    np.testing.assert_allclose(answers["score_rows_for_state.rating"][0, :4], FakeFactorModel.movie_bias[1:])
     np.testing.assert_array_equal(answers["top_k_for_state.item_rows"][1], [3, 1])
-    np.testing.assert_array_equal(answers["score_history.rating"], answers["score_rows_for_state.rating"])
+    np.testing.assert_array_equal(answers["score_history.rating"], answers["score_rows_for_state.rating"][:, :4])
     assert answers["top_k_for_state.catalog.rating"].shape == (2, 4)
 
 
@@ -219,8 +220,13 @@ def test_a_factor_model_answers_every_signature_as_numpy_computes_it(fixtures_di
     assert meta["index_users"] == meta["users"]  # 5 users: fewer than the default index users
     user_rows = [make_fixtures.USERS.index(user) + 1 for user in meta["index_users"]]
     expected = np.array([tables.ratings(np.full(len(movie_rows), row), movie_rows) for row in user_rows])
-    np.testing.assert_allclose(answers["score_rows.rating"], expected, atol=1e-5)
+    catalog = len(movie_rows)
+    np.testing.assert_allclose(answers["score_rows.rating"][:, :catalog], expected, atol=1e-5)
     np.testing.assert_allclose(np.load(tmp_path / "factor.npy"), expected, atol=1e-5)
+    # Rows 0, -1, INT32_MAX and n + 1 all read the OOV row, inside the graph.
+    unknown_movie = tables.ratings(np.array(user_rows), np.zeros(len(user_rows), int))
+    np.testing.assert_allclose(answers["score_rows.rating"][:, catalog:], np.repeat(unknown_movie[:, None], 4, 1),
+                               atol=1e-5)
     best = np.argsort(-expected, axis=1, kind="stable")[:, : scores.TOP_K] + 1  # ties: lower row first
     np.testing.assert_array_equal(answers["top_k.item_rows"], best)
     histories = scores.synthetic_histories(make_fixtures.MOVIES)
@@ -230,11 +236,11 @@ def test_a_factor_model_answers_every_signature_as_numpy_computes_it(fixtures_di
         np.testing.assert_allclose(answers["user_state.user_vector"][index], vector, atol=1e-4)
         np.testing.assert_allclose(answers["user_state.user_bias"][index], [bias], atol=1e-4)
         state = serving_fixtures.state_scores(tables, vector, bias)
-        np.testing.assert_allclose(answers["score_rows_for_state.rating"][index], state, atol=1e-4)
+        np.testing.assert_allclose(answers["score_rows_for_state.rating"][index, :catalog], state, atol=1e-4)
         np.testing.assert_allclose(answers["score_history.rating"][index], state, atol=1e-4)
     # The empty history gives exactly the unknown user's scores.
     unknown = tables.ratings(np.zeros(len(movie_rows), int), movie_rows)
-    np.testing.assert_allclose(answers["score_rows_for_state.rating"][0], unknown, atol=1e-6)
+    np.testing.assert_allclose(answers["score_rows_for_state.rating"][0, :catalog], unknown, atol=1e-6)
 
 
 @pytest.mark.tensorflow
@@ -248,5 +254,6 @@ def test_a_tower_model_has_no_personalized_answers(fixtures_dir, tmp_path):
     assert meta["not_present"] == ["score_history", "user_state", "score_rows_for_state", "top_k_for_state"]
     assert meta["index_users"] == [meta["users"][0], meta["users"][2]]  # spread: first and last
     with np.load(tmp_path / "tower.npz") as stored:
-        np.testing.assert_allclose(stored["score_rows.rating"], np.load(tmp_path / "tower.npy")[[0, 2]], atol=1e-5)
+        strings = np.load(tmp_path / "tower.npy")[[0, 2]]
+        np.testing.assert_allclose(stored["score_rows.rating"][:, : strings.shape[1]], strings, atol=1e-5)
         assert not any(name.startswith("user_state") for name in stored.files)
