@@ -46,8 +46,10 @@ FIXTURES_ENV = "KIT_DEVICE_FIXTURES"  # tests/device_runtime/device_env.py
 # pytest markers: the device environment (tflite-runtime, numpy<2, no TensorFlow) runs the
 # `device_env` checks of itself too; the LiteRT folder is not that environment.
 TEST_MARKERS = {wheels.TFLITE_RUNTIME: "not tensorflow", wheels.LITERT: "not tensorflow and not device_env"}
-# The fixture models checked for parity when no model is given (make_fixtures' names).
-FIXTURE_MODELS = ("kit.tflite", "kit_float16.tflite", "kit_int8.tflite")
+# The fixture models checked for parity when no model is given (make_fixtures' names): strings-only
+# models, then the kit's multi-signature ones (every signature; strings and index space).
+FIXTURE_MODELS = ("kit.tflite", "kit_float16.tflite", "kit_int8.tflite", "factor.tflite", "factor_float16.tflite",
+                  "tower.tflite")
 REFERENCE_BACKEND = wheels.LITERT
 # A small latency configuration (emulation is ~300x slower than the host): it proves the
 # harness runs and labels the run as emulated, not how fast a board is.
