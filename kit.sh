@@ -217,14 +217,21 @@ run_arm() {
     local py="$MAIN_VENV/bin/python"
     local work; work="$(mktemp -d)"
     trap "rm -rf '$work'" EXIT
-    say "aarch64 under qemu: the tutorial model (float32, float16, dynamic-int8) on tflite-runtime and LiteRT"
+    say "aarch64 under qemu: the tutorial model (float32, float16, dynamic-int8) and the default model (the same and"\
+        "weight-only-int8: index-space and personalized signatures too) on tflite-runtime and LiteRT"
     "$py" -m train --out "$work/model" --preset tutorial --quiet
+    "$py" -m train --out "$work/default" --preset default --quiet
     local mode
     for mode in none float16 dynamic-int8; do
         "$py" -m convert "$work/model" --out "$work/model-$mode.tflite" --quantize "$mode" --target litert >/dev/null
     done
+    for mode in none float16 dynamic-int8 weight-only-int8; do
+        "$py" -m convert "$work/default" --out "$work/default-$mode.tflite" --quantize "$mode" --target litert \
+            >/dev/null
+    done
     "$py" -m tests.device_runtime.make_fixtures "$work/device-fixtures"
     KIT_PYTHON="$py" scripts/aarch64/run.sh "$work"/model-{none,float16,dynamic-int8}.tflite \
+        "$work"/default-{none,float16,dynamic-int8,weight-only-int8}.tflite \
         --users "${ARM_PARITY_USERS:-200}" --fixtures "$work/device-fixtures" --work-dir "$work/aarch64"
 }
 

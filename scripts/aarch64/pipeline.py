@@ -5,7 +5,8 @@
 3. For each interpreter (tflite-runtime, LiteRT), under emulation: the device
    runtime's TensorFlow-free tests, `device_runtime rank --all` for user 42,
    a small `benchmarks latency` run (whose report must say it was emulated),
-   and the scores of every model for the parity users.
+   and every model's answers on every contract signature it has
+   (`scripts.aarch64.scores`: the parity users, and synthetic histories).
 4. The same scores on the x86_64 host with LiteRT, and the comparison.
 
 Every step is timed; the result lists them all, and the run fails when any
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from device_runtime import contract
 from device_runtime.files import write_atomically
 from scripts.aarch64 import host, rootfs, wheels
 from scripts.aarch64.errors import CheckFailedError, SettingsError
@@ -44,8 +46,10 @@ FIXTURES_ENV = "KIT_DEVICE_FIXTURES"  # tests/device_runtime/device_env.py
 # pytest markers: the device environment (tflite-runtime, numpy<2, no TensorFlow) runs the
 # `device_env` checks of itself too; the LiteRT folder is not that environment.
 TEST_MARKERS = {wheels.TFLITE_RUNTIME: "not tensorflow", wheels.LITERT: "not tensorflow and not device_env"}
-# The fixture models checked for parity when no model is given (make_fixtures' names).
-FIXTURE_MODELS = ("kit.tflite", "kit_float16.tflite", "kit_int8.tflite")
+# The fixture models checked for parity when no model is given (make_fixtures' names): strings-only
+# models, then the kit's multi-signature ones (every signature; strings and index space).
+FIXTURE_MODELS = ("kit.tflite", "kit_float16.tflite", "kit_int8.tflite", "factor.tflite", "factor_float16.tflite",
+                  "tower.tflite")
 REFERENCE_BACKEND = wheels.LITERT
 # A small latency configuration (emulation is ~300x slower than the host): it proves the
 # harness runs and labels the run as emulated, not how fast a board is.
@@ -505,6 +509,7 @@ def _compare_all(settings, models, work):
         reference = work / "scores" / "x86_64" / key
         if not reference.with_name(key + ".npy").is_file():
             continue  # its failure is already a failed step
+        not_present = ()
         for name in settings.interpreters:
             candidate = work / "scores" / "aarch64" / name / key
             if not candidate.with_name(key + ".npy").is_file():
@@ -513,10 +518,16 @@ def _compare_all(settings, models, work):
                     skipped.append(f"{model.name} on {name}: not expected to run ({reason})")
                 continue
             began = time.monotonic()
-            result = compare_files(reference, candidate)
-            results.append(result)
-            steps.append(StepResult(f"[{name}] parity {model.name}", result.passed, time.monotonic() - began,
-                                    format_result(result)))
+            comparison = compare_files(reference, candidate)
+            seconds = (time.monotonic() - began) / len(comparison.results)
+            not_present = comparison.not_present
+            for result in comparison.results:
+                results.append(result)
+                signature = "" if result.signature == contract.STRINGS else f" {result.label}"
+                steps.append(StepResult(f"[{name}] parity {model.name}{signature}", result.passed, seconds,
+                                        format_result(result)))
+        if not_present:
+            skipped.append(f"{model.name}: {', '.join(not_present)} not present in the file (not a failure)")
     return results, skipped, steps
 
 

@@ -92,3 +92,11 @@ def test_the_summary_shows_every_step_and_the_verdict():
     assert text.splitlines()[-2].startswith("aarch64 check FAILED")
     assert text.splitlines()[-1] == "aarch64: 1 passed, 1 failed"
     assert not result.passed
+
+
+def test_the_default_parity_models_are_fixtures_that_make_fixtures_builds():
+    from scripts.aarch64.pipeline import FIXTURE_MODELS
+    from tests.device_runtime import make_fixtures
+
+    assert set(FIXTURE_MODELS) <= set(make_fixtures.ALL_MODELS)
+    assert {make_fixtures.FACTOR, make_fixtures.TOWER} <= set(FIXTURE_MODELS)  # the multi-signature models
