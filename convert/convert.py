@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import json
 import logging
 import os
@@ -32,6 +31,16 @@ from convert.errors import (
     ValidationError,
 )
 from convert.manifest_embedding import embed_manifest
+from convert.parity_data import (
+    ParityData,
+    Vocabularies,
+    check_coverage,
+    export_folder,
+    held_out_users,
+    load_parity_data,
+    ranked_users,
+    vocabularies_for,
+)
 from convert.results import CheckFailure, ConversionResult, ParityFigures, SignatureFigures
 from convert.saved_model import (
     SavedModelScorer,
@@ -39,7 +48,6 @@ from convert.saved_model import (
     import_tensorflow,
     load_saved_model,
     signature_specs,
-    vocabularies_from_tables,
 )
 from convert.runtimes import check_target, parity_interpreter, run_everywhere, runtime_disagreements
 from convert.signature_parity import (
@@ -57,41 +65,15 @@ from device_runtime.files import write_atomically
 from device_runtime.flatbuffer import read_flatbuffer
 from device_runtime import contract
 from device_runtime.manifest import Manifest, read_manifest
-from train import artifacts, holdout
-from train.errors import TrainError
+from train import artifacts
 
 logger = logging.getLogger(__name__)
 
-# The parity data must be the data the model was trained on: at least this
-# share of its test pairs must have a user and a movie the model knows.
-MIN_PARITY_COVERAGE = 0.95
 REJECTED_INFIX = ".rejected"
 # The runtime probe's calls: k of the top-k signatures, and the history length of the personalized ones.
 PROBE_TOP_K = 10
 PROBE_HISTORY_LENGTH = 50
 REPORT_SUFFIX = ".parity.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class _Vocabularies:
-    users: list[str]
-    movies: list[str]
-    source: str
-
-
-@dataclasses.dataclass(frozen=True)
-class _ParityData:
-    """The parity data's test split (users, movies, ratings), and its training split for histories."""
-
-    users: np.ndarray
-    movies: np.ndarray
-    ratings: np.ndarray
-    source: str
-    train: tuple[np.ndarray, np.ndarray, np.ndarray]
-
-    @property
-    def test(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.users, self.movies, self.ratings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +85,8 @@ class _Reference:
     signatures: SignatureSet
     scorer: SavedModelScorer
     functions: SavedModelSignatures
-    data: _ParityData
-    vocabularies: _Vocabularies
+    data: ParityData
+    vocabularies: Vocabularies
     coverage: float
 
 
@@ -278,7 +260,7 @@ def _parity_failures(figures: dict[str, SignatureFigures], tolerances) -> list[C
 def _load_reference(saved_model: Path, config: ConversionConfig) -> _Reference:
     """Finds and loads the SavedModel, checks its signature, reads its vocabularies and the parity data."""
     saved_model_dir = find_saved_model(saved_model)
-    export_dir = _export_folder(saved_model_dir)
+    export_dir = export_folder(saved_model_dir)
     loaded = load_saved_model(saved_model_dir)
     signatures = check_signatures(
         signature_specs(loaded),
@@ -290,8 +272,8 @@ def _load_reference(saved_model: Path, config: ConversionConfig) -> _Reference:
     _check_no_serve_endpoint(loaded, signatures, saved_model_dir)
     scorer = SavedModelScorer(loaded, signatures.strings)
     data = load_parity_data(config.parity_data)
-    vocabularies = _vocabularies(export_dir, scorer, config.parity_data)
-    coverage = _check_coverage(data, vocabularies, _held_out_users(export_dir))
+    vocabularies = vocabularies_for(export_dir, scorer, config.parity_data)
+    coverage = check_coverage(data, vocabularies, held_out_users(export_dir))
     return _Reference(
         saved_model_dir,
         export_dir,
@@ -341,103 +323,6 @@ def _check_runtime_pythons(pythons: Sequence[str]) -> None:
             raise InputError(
                 f"--runtime-python {python} is not an executable file; give the path of a python in a venv"
             )
-
-
-def _export_folder(saved_model_dir: Path) -> Optional[Path]:
-    """The `python -m train` export that holds this SavedModel, if it is one."""
-    parent = saved_model_dir.parent
-    if saved_model_dir.name == artifacts.SAVED_MODEL_DIR and (
-        (parent / artifacts.METRICS_FILE).is_file() or (parent / artifacts.USERS_VOCAB).is_file()
-    ):
-        return parent
-    return None
-
-
-@functools.lru_cache(maxsize=2)  # several conversions in one process share the split
-def load_parity_data(source: Optional[str]) -> _ParityData:
-    """The test and training splits of `source` (the offline MovieLens 100K copy by default).
-
-    Raises:
-        ParityDataError: the source cannot be loaded or split.
-    """
-    from train.data import load_ratings, split_ratings
-
-    try:
-        train_rows, test_rows = split_ratings(load_ratings(source))
-    except TrainError as error:
-        raise ParityDataError(f"parity data: {error}") from None
-    return _ParityData(
-        users=np.asarray(test_rows.user_id, dtype=object),
-        movies=np.asarray(test_rows.movie_title, dtype=object),
-        ratings=np.asarray(test_rows.user_rating, dtype=np.float32),
-        source=test_rows.source or str(source),
-        train=(
-            np.asarray(train_rows.user_id, dtype=object),
-            np.asarray(train_rows.movie_title, dtype=object),
-            np.asarray(train_rows.user_rating, dtype=np.float32),
-        ),
-    )
-
-
-def _vocabularies(
-    export_dir: Optional[Path], reference: SavedModelScorer, parity_source: Optional[str]
-) -> _Vocabularies:
-    tables = vocabularies_from_tables(reference)
-    if (
-        export_dir is not None
-        and (export_dir / artifacts.USERS_VOCAB).is_file()
-        and (export_dir / artifacts.MOVIES_VOCAB).is_file()
-    ):
-        users = artifacts.read_vocabulary(export_dir / artifacts.USERS_VOCAB)
-        movies = artifacts.read_vocabulary(export_dir / artifacts.MOVIES_VOCAB)
-        if tables is not None and (set(tables[0]) != set(users) or set(tables[1]) != set(movies)):
-            raise InputError(
-                f"{export_dir / artifacts.VOCAB_DIR} does not match the SavedModel's lookup tables "
-                f"({len(users)}/{len(movies)} ids on file, {len(tables[0])}/{len(tables[1])} in the model); "
-                "the export folder mixes two training runs: train again"
-            )
-        return _Vocabularies(users, movies, f"export folder {artifacts.VOCAB_DIR}/")
-    if tables is not None:
-        return _Vocabularies(tables[0], tables[1], "SavedModel lookup tables")
-    from train.data import load_ratings
-
-    logger.warning("no vocab/ folder and no readable lookup tables: taking the vocabularies from the parity data")
-    try:
-        ratings = load_ratings(parity_source)
-    except TrainError as error:
-        raise ParityDataError(f"parity data: {error}") from None
-    return _Vocabularies(
-        [str(u) for u in ratings.unique_users()],
-        [str(m) for m in ratings.unique_movies()],
-        "parity data (all ids in the ratings)",
-    )
-
-
-def _held_out_users(export_dir: Optional[Path]) -> tuple[str, ...]:
-    """The users a `python -m train --holdout-users` export left out on purpose (none for other exports)."""
-    if export_dir is None or not (export_dir / holdout.USERS_FILE).is_file():
-        return ()
-    try:
-        return holdout.read_holdout_users(export_dir / holdout.USERS_FILE)
-    except TrainError as error:
-        raise InputError(f"the export's held-out users: {error}") from None
-
-
-def _check_coverage(data: _ParityData, vocabularies: _Vocabularies, held_out_users: Sequence[str] = ()) -> float:
-    """The share of the test pairs the model knows, not counting users held out of training on purpose."""
-    counted = ~np.isin(data.users, np.asarray(held_out_users, dtype=object))
-    known = np.isin(data.users, np.asarray(vocabularies.users, dtype=object)) & np.isin(
-        data.movies, np.asarray(vocabularies.movies, dtype=object)
-    )
-    coverage = float(known[counted].mean()) if counted.any() else 0.0
-    if coverage < MIN_PARITY_COVERAGE:
-        raise ParityDataError(
-            f"the parity data ({data.source}) does not match the model's vocabulary: only {coverage:.1%} of its "
-            f"{int(counted.sum()):,} test pairs have a user and a movie the model knows "
-            f"(need {MIN_PARITY_COVERAGE:.0%}); "
-            "pass the data the model was trained on with --parity-data"
-        )
-    return coverage
 
 
 def _check_same_signatures(saved_model: SignatureSet, tflite: SignatureSet) -> None:
@@ -543,7 +428,7 @@ def _measure(reference: _Reference, model_path: Path, runtimes, ranking_users: i
     reference_pairs = reference.scorer(data.users, data.movies)
     pair = parity.pair_figures(reference_pairs, candidate(data.users, data.movies), data.ratings)
 
-    chosen = _ranked_users(data, vocabularies, ranking_users)
+    chosen = ranked_users(data, vocabularies, ranking_users)
     movies = np.asarray(vocabularies.movies, dtype=object)
     reference_matrix = reference.scorer(np.repeat(chosen, len(movies)), np.tile(movies, len(chosen))).reshape(
         len(chosen), len(movies)
@@ -581,13 +466,6 @@ def _measure(reference: _Reference, model_path: Path, runtimes, ranking_users: i
             )
         )
     return figures
-
-
-def _ranked_users(data: _ParityData, vocabularies: _Vocabularies, count: int) -> np.ndarray:
-    """`count` users spread evenly over the sorted known users of the test split."""
-    known_users = np.asarray(sorted(set(data.users) & set(vocabularies.users)), dtype=object)
-    spread = np.linspace(0, len(known_users) - 1, min(count, len(known_users))).round().astype(int)
-    return known_users[np.unique(spread)]
 
 
 # --- files -------------------------------------------------------------------
