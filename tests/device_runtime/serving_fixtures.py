@@ -189,14 +189,11 @@ def _tower_module(seed: int):
 
 
 def _convert(saved_model: Path, signature_keys, quantization: str) -> bytes:
-    import tensorflow as tf
+    """The kit's own conversion (builtin ops only; "none" or "float16")."""
+    from convert.config import Quantization
+    from convert.tflite import convert_saved_model_to_flatbuffer
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=list(signature_keys))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantization == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    return converter.convert()
+    return convert_saved_model_to_flatbuffer(saved_model, signature_keys, Quantization(quantization))
 
 
 def _sealed(tflite: bytes, *, users, movies, signatures, state_dimension, quantization: str, name: str) -> bytes:
