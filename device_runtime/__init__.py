@@ -12,9 +12,11 @@ never TensorFlow unless `backend="tensorflow"` is asked for.
 
 from device_runtime.backends import Backend
 from device_runtime.errors import (
+    ArgumentTypeError,
     BackendError,
     DeviceRuntimeError,
     HistoryError,
+    InvalidArgumentError,
     ManifestError,
     ModelLoadError,
     ModelMismatchError,
